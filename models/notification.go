@@ -1,0 +1,78 @@
+package models
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Level is a notification's severity.
+type Level string
+
+// The levels.
+const (
+	LevelInfo    Level = "info"
+	LevelWarning Level = "warning"
+	LevelError   Level = "error"
+)
+
+// Valid reports whether l is a known level.
+func (l Level) Valid() bool { return l == LevelInfo || l == LevelWarning || l == LevelError }
+
+// Notification is a message to one user: an operator's note or a booking event.
+type Notification struct {
+	ID        int64           `json:"id"`
+	UserID    int64           `json:"-"`
+	Type      string          `json:"type"`
+	Title     string          `json:"title"`
+	Message   string          `json:"message"`
+	Level     Level           `json:"level"`
+	Data      json.RawMessage `json:"data"`
+	ReadAt    *time.Time      `json:"read_at"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// NotificationInput is an operator's message to a user.
+type NotificationInput struct {
+	UserID  int64
+	Title   string
+	Message string
+	Level   Level
+}
+
+// Validate checks the message.
+func (in *NotificationInput) Validate() error {
+	f := map[string]string{}
+	if in.UserID <= 0 {
+		f["user_id"] = "is required"
+	}
+	in.Title = strings.TrimSpace(in.Title)
+	if in.Title == "" {
+		f["title"] = "is required"
+	} else if len(in.Title) > 200 {
+		f["title"] = "must be at most 200 characters"
+	}
+	if strings.TrimSpace(in.Message) == "" {
+		f["message"] = "is required"
+	} else if len(in.Message) > 2000 {
+		f["message"] = "must be at most 2000 characters"
+	}
+	if in.Level == "" {
+		in.Level = LevelInfo
+	} else if !in.Level.Valid() {
+		f["level"] = "must be info, warning or error"
+	}
+	return ValidationError(f)
+}
+
+// Page is a keyset page: items with id after Cursor (0 = from the start), at most Limit.
+type Page struct {
+	Limit  int
+	Cursor int64
+}
+
+// Page limits.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 200
+)

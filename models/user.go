@@ -1,0 +1,61 @@
+package models
+
+import (
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// Role is what a user may do.
+type Role string
+
+// The roles.
+const (
+	RoleUser  Role = "user"
+	RoleAdmin Role = "admin"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleUser || r == RoleAdmin }
+
+// MinPasswordLength is the shortest accepted password.
+const MinPasswordLength = 8
+
+// User is a rider or an operator. PasswordHash never leaves the server.
+type User struct {
+	ID           int64     `json:"id"`
+	Email        string    `json:"email"`
+	Name         string    `json:"name"`
+	Role         Role      `json:"role"`
+	PasswordHash string    `json:"-"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// IsAdmin reports whether u is an operator.
+func (u *User) IsAdmin() bool { return u != nil && u.Role == RoleAdmin }
+
+// NormalizeEmail trims and lower-cases an address so that one mailbox maps to one account.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// ValidateRegistration checks the fields of a new account.
+func ValidateRegistration(email, password, name string) error {
+	f := map[string]string{}
+	if email == "" {
+		f["email"] = "is required"
+	} else if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 {
+		f["email"] = "must be a valid e-mail address"
+	}
+	if password == "" {
+		f["password"] = "is required"
+	} else if len(password) < MinPasswordLength {
+		f["password"] = "must be at least 8 characters"
+	} else if len(password) > 72 {
+		f["password"] = "must be at most 72 bytes"
+	}
+	if strings.TrimSpace(name) == "" {
+		f["name"] = "is required"
+	} else if len(name) > 200 {
+		f["name"] = "must be at most 200 characters"
+	}
+	return ValidationError(f)
+}
