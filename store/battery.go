@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"batteryswap/models"
+)
+
+type batteryRow struct {
+	ID            int64
+	StationID     *int64
+	SerialNumber  string
+	ChargePercent int
+	HealthPercent int
+	CapacityKwh   float64 `gorm:"column:capacity_kwh"`
+	Status        string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+func (batteryRow) TableName() string { return "batteries" }
+
+func (r *batteryRow) model() *models.Battery {
+	return &models.Battery{ID: r.ID, StationID: r.StationID, SerialNumber: r.SerialNumber, ChargePercent: r.ChargePercent,
+		HealthPercent: r.HealthPercent, CapacityKWh: r.CapacityKwh, Status: models.BatteryStatus(r.Status), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+// ListBatteries returns a station's batteries in id order (not_found for an
+// unknown station).
+func (s *Store) ListBatteries(ctx context.Context, stationID int64, p models.Page) ([]models.Battery, error) {
+	if ok, err := s.StationExists(ctx, stationID); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, models.Errorf(models.CodeNotFound, "station %d not found", stationID)
+	}
+	var rows []batteryRow
+	if err := page(s.db.WithContext(ctx).Where("station_id = ?", stationID), p, "id").Find(&rows).Error; err != nil {
+		return nil, translate(err, "batteries")
+	}
+	out := make([]models.Battery, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].model()
+	}
+	return out, nil
+}
+
+// FindBatteryByID returns one battery (not_found).
+func (s *Store) FindBatteryByID(ctx context.Context, id int64) (*models.Battery, error) {
+	var r batteryRow
+	if err := s.db.WithContext(ctx).Take(&r, id).Error; err != nil {
+		return nil, translate(err, "battery")
+	}
+	return r.model(), nil
+}
+
+// AddBattery puts a new battery at a station: available at or above the ready
+// charge, charging under it. A serial number that exists is invalid_state.
+func (s *Store) AddBattery(ctx context.Context, stationID int64, in models.BatteryInput) (*models.Battery, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	var out *models.Battery
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		st, err := s.lockStation(tx, stationID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		capacity := models.DefaultCapacityKWh
+		if in.CapacityKWh != nil {
+			capacity = *in.CapacityKWh
+		}
+		r := batteryRow{StationID: &st.ID, SerialNumber: in.SerialNumber, ChargePercent: *in.ChargePercent, HealthPercent: 100,
+			CapacityKwh: capacity, Status: string(models.ChargeStatus(*in.ChargePercent, s.opts.ReadyCharge)), CreatedAt: now, UpdatedAt: now}
+		if err := tx.Create(&r).Error; err != nil {
+			if isUniqueViolation(err) {
+				return models.Errorf(models.CodeInvalidState, "a battery with serial number %q already exists", in.SerialNumber)
+			}
+			return err
+		}
+		out = r.model()
+		station, err := stationWithInventory(tx, st)
+		if err != nil {
+			return err
+		}
+		o := s.outbox(tx, now)
+		o.add(models.EventBatteryAdded, models.StationTopic(st.ID), map[string]any{
+			"station_id": st.ID, "station_name": st.Name, "battery_id": r.ID,
+			"available_batteries": station.Available, "total_batteries": station.Total,
+		})
+		o.inventory(station, models.ActionAdded)
+		return o.flush()
+	})
+	return out, translate(err, "station")
+}
+
+// UpdateBattery applies station telemetry. A free battery's status follows
+// its charge (available at or above the ready charge, charging under it)
+// unless it is put into or kept in maintenance; booked and collected
+// batteries only take the charge reading. A booked battery that reaches the
+// ready charge makes its confirmed booking ready.
+func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPatch) (*models.Battery, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var out *models.Battery
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var peek batteryRow
+		if err := tx.Select("station_id").Take(&peek, id).Error; err != nil {
+			return translate(err, "battery")
+		}
+		var st *stationRow
+		if peek.StationID != nil {
+			var err error
+			if st, err = s.lockStation(tx, *peek.StationID); err != nil {
+				return err
+			}
+		}
+		var b batteryRow
+		if err := tx.Take(&b, id).Error; err != nil {
+			return translate(err, "battery")
+		}
+		if st == nil && b.StationID != nil || st != nil && (b.StationID == nil || *b.StationID != st.ID) {
+			// The battery moved between the peek and the lock; the caller may retry.
+			return models.Errorf(models.CodeConflict, "battery %d changed concurrently; try again", id)
+		}
+		before := b.Status
+		if p.ChargePercent != nil {
+			b.ChargePercent = *p.ChargePercent
+		}
+		free := b.Status == string(models.BatteryAvailable) || b.Status == string(models.BatteryCharging) || b.Status == string(models.BatteryMaintenance)
+		switch {
+		case p.Status != nil && !free:
+			return models.Errorf(models.CodeInvalidState, "battery %d is %s; its status belongs to its booking", id, b.Status)
+		case p.Status != nil && *p.Status == models.BatteryMaintenance:
+			b.Status = string(models.BatteryMaintenance)
+		case p.Status != nil:
+			want := models.ChargeStatus(b.ChargePercent, s.opts.ReadyCharge)
+			if *p.Status != want {
+				return models.ValidationError(map[string]string{"status": fmt.Sprintf("a battery at %d%% is %s (ready at %d%%)", b.ChargePercent, want, s.opts.ReadyCharge)})
+			}
+			b.Status = string(want)
+		case b.Status != string(models.BatteryMaintenance) && free:
+			b.Status = string(models.ChargeStatus(b.ChargePercent, s.opts.ReadyCharge))
+		}
+		now := s.now()
+		b.UpdatedAt = now
+		if err := tx.Save(&b).Error; err != nil {
+			return err
+		}
+		out = b.model()
+		if st == nil {
+			return nil
+		}
+		o := s.outbox(tx, now)
+		if b.Status != before {
+			station, err := stationWithInventory(tx, st)
+			if err != nil {
+				return err
+			}
+			action := models.ActionUpdated
+			if b.Status == string(models.BatteryAvailable) && before == string(models.BatteryCharging) {
+				action = models.ActionCharged
+			}
+			o.inventory(station, action)
+		}
+		if b.Status == string(models.BatteryBooked) && b.ChargePercent >= s.opts.ReadyCharge {
+			if err := s.readyBookingOf(tx, o, &b, st, now); err != nil {
+				return err
+			}
+		}
+		return o.flush()
+	})
+	return out, translate(err, "battery")
+}
+
+// readyBookingOf turns the confirmed booking that holds b ready and tells its holder.
+func (s *Store) readyBookingOf(tx *gorm.DB, o *outboxWriter, b *batteryRow, st *stationRow, now time.Time) error {
+	var bk bookingRow
+	err := tx.Where("battery_id = ? AND status = ?", b.ID, models.BookingConfirmed).Take(&bk).Error
+	if err == gorm.ErrRecordNotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	res := tx.Model(&bookingRow{}).Where("id = ? AND status = ?", bk.ID, models.BookingConfirmed).
+		Updates(map[string]any{"status": models.BookingReady, "ready_at": now, "updated_at": now})
+	if res.Error != nil || res.RowsAffected == 0 {
+		return res.Error
+	}
+	o.bookingEvent(&bk, st, models.EventBookingReady, "Battery ready",
+		fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", b.SerialNumber, st.Name), models.LevelInfo, nil)
+	return nil
+}

@@ -1,0 +1,381 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"batteryswap/models"
+)
+
+type bookingRow struct {
+	ID                int64
+	UserID            int64
+	StationID         int64
+	BatteryID         int64
+	Status            string
+	IdempotencyKey    *string
+	ExpiresAt         time.Time
+	WarnedAt          *time.Time
+	ReadyAt           *time.Time
+	CollectedAt       *time.Time
+	CancelledAt       *time.Time
+	ReturnedBatteryID *int64
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+func (bookingRow) TableName() string { return "bookings" }
+
+func (r *bookingRow) model() *models.Booking {
+	return &models.Booking{ID: r.ID, UserID: r.UserID, StationID: r.StationID, BatteryID: r.BatteryID, Status: models.BookingStatus(r.Status),
+		ExpiresAt: r.ExpiresAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ReadyAt: r.ReadyAt, CollectedAt: r.CollectedAt,
+		CancelledAt: r.CancelledAt, ReturnedBatteryID: r.ReturnedBatteryID}
+}
+
+var activeStatuses = []string{string(models.BookingConfirmed), string(models.BookingReady)}
+
+// CreateBooking books a battery at a station for a user, atomically: under
+// the station's lock it takes the fullest available battery (the booking is
+// ready at once) or, when none is, the fullest charging one (confirmed, ready
+// when telemetry charges it). With an idempotency key, a repeat returns the
+// first booking and replayed=true. Errors: not_found, station_unavailable,
+// no_battery_available, active_booking_exists.
+func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idemKey string) (b *models.Booking, replayed bool, err error) {
+	if idemKey != "" {
+		if b, err := s.findByIdempotencyKey(ctx, userID, idemKey); err == nil {
+			return b, true, nil
+		} else if !models.IsCode(err, models.CodeNotFound) {
+			return nil, false, err
+		}
+	}
+	err = s.tx(ctx, func(tx *gorm.DB) error {
+		st, err := s.lockStation(tx, stationID)
+		if err != nil {
+			return err
+		}
+		if st.Status != string(models.StationOpen) {
+			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
+		}
+		var active int64
+		if err := tx.Model(&bookingRow{}).Where("user_id = ? AND status IN ?", userID, activeStatuses).Count(&active).Error; err != nil {
+			return err
+		}
+		if active > 0 {
+			return models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
+		}
+		bat, err := s.claimBattery(tx, st.ID)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		row := bookingRow{UserID: userID, StationID: st.ID, BatteryID: bat.ID, Status: string(models.BookingConfirmed),
+			ExpiresAt: now.Add(s.opts.BookingHold), CreatedAt: now, UpdatedAt: now}
+		ready := bat.ChargePercent >= s.opts.ReadyCharge
+		if ready {
+			row.Status, row.ReadyAt = string(models.BookingReady), &now
+		}
+		if idemKey != "" {
+			row.IdempotencyKey = &idemKey
+		}
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		station, err := stationWithInventory(tx, st)
+		if err != nil {
+			return err
+		}
+		o := s.outbox(tx, now)
+		o.add(models.EventBatteryBooked, models.StationTopic(st.ID), map[string]any{
+			"station_id": st.ID, "station_name": st.Name, "battery_id": bat.ID, "booking_id": row.ID,
+			"available_batteries": station.Available, "booked_batteries": station.Booked,
+		})
+		o.inventory(station, models.ActionBooked)
+		o.bookingEvent(&row, st, models.EventBookingConfirmed, "Booking confirmed",
+			fmt.Sprintf("Battery %s is held for you at %s until %s.", bat.SerialNumber, st.Name, row.ExpiresAt.Format(time.RFC3339)), models.LevelInfo,
+			map[string]any{"battery_info": map[string]any{"id": bat.ID, "serial_number": bat.SerialNumber, "charge_percent": bat.ChargePercent}})
+		if ready {
+			o.bookingEvent(&row, st, models.EventBookingReady, "Battery ready",
+				fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", bat.SerialNumber, st.Name), models.LevelInfo, nil)
+		}
+		b = row.model()
+		return o.flush()
+	})
+	if err != nil && isUniqueViolation(err) {
+		// A concurrent request of the same user won the race: the same key
+		// replays its booking; otherwise the user now holds another booking.
+		if idemKey != "" {
+			if b, ferr := s.findByIdempotencyKey(ctx, userID, idemKey); ferr == nil {
+				return b, true, nil
+			}
+		}
+		return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
+	}
+	if err != nil {
+		return nil, false, translate(err, "station")
+	}
+	return b, false, nil
+}
+
+// claimBattery marks the best free battery of a locked station booked.
+func (s *Store) claimBattery(tx *gorm.DB, stationID int64) (*batteryRow, error) {
+	for _, status := range []models.BatteryStatus{models.BatteryAvailable, models.BatteryCharging} {
+		var bat batteryRow
+		err := tx.Where("station_id = ? AND status = ?", stationID, status).Order("charge_percent DESC, id").Take(&bat).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		// The conditional update is the claim: were the station lock ever
+		// bypassed, a battery that is no longer free is not taken twice.
+		res := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", bat.ID, status).
+			Updates(map[string]any{"status": models.BatteryBooked, "updated_at": s.now()})
+		if res.Error != nil {
+			return nil, res.Error
+		}
+		if res.RowsAffected == 1 {
+			return &bat, nil
+		}
+	}
+	return nil, models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
+}
+
+func (s *Store) findByIdempotencyKey(ctx context.Context, userID int64, key string) (*models.Booking, error) {
+	var r bookingRow
+	if err := s.db.WithContext(ctx).Where("user_id = ? AND idempotency_key = ?", userID, key).Take(&r).Error; err != nil {
+		return nil, translate(err, "booking")
+	}
+	return r.model(), nil
+}
+
+// FindBookingByID returns one booking (not_found).
+func (s *Store) FindBookingByID(ctx context.Context, id int64) (*models.Booking, error) {
+	var r bookingRow
+	if err := s.db.WithContext(ctx).Take(&r, id).Error; err != nil {
+		return nil, translate(err, "booking")
+	}
+	return r.model(), nil
+}
+
+// ListBookings returns a page of bookings in id order, one user's when the
+// filter names one.
+func (s *Store) ListBookings(ctx context.Context, f models.BookingFilter) ([]models.Booking, error) {
+	q := s.db.WithContext(ctx)
+	if f.UserID != nil {
+		q = q.Where("user_id = ?", *f.UserID)
+	}
+	var rows []bookingRow
+	if err := page(q, f.Page, "id").Find(&rows).Error; err != nil {
+		return nil, translate(err, "bookings")
+	}
+	out := make([]models.Booking, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].model()
+	}
+	return out, nil
+}
+
+// lockBooking locks the booking's station, then reads the booking. Only a
+// booking of actor (or any booking for an admin) is found.
+func (s *Store) lockBooking(tx *gorm.DB, id int64, actor *models.User) (*bookingRow, *stationRow, error) {
+	var peek bookingRow
+	if err := tx.Select("station_id", "user_id").Take(&peek, id).Error; err != nil {
+		return nil, nil, translate(err, "booking")
+	}
+	if actor != nil && !actor.IsAdmin() && peek.UserID != actor.ID {
+		return nil, nil, models.Errorf(models.CodeNotFound, "booking not found")
+	}
+	st, err := s.lockStation(tx, peek.StationID)
+	if err != nil {
+		return nil, nil, err
+	}
+	var b bookingRow
+	if err := tx.Take(&b, id).Error; err != nil {
+		return nil, nil, translate(err, "booking")
+	}
+	return &b, st, nil
+}
+
+// CollectBooking hands the booked battery to its holder (only the holder may
+// collect) and, with a swap-in, takes the depleted pack into the station.
+// Errors: not_found, battery_not_ready (still confirmed), invalid_state
+// (finished or expired booking; a swap-in serial that another booking holds).
+func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User, ret *models.ReturnPack) (*models.Booking, error) {
+	if ret != nil {
+		if err := ret.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	var out *models.Booking
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		b, st, err := s.lockBooking(tx, id, &models.User{ID: user.ID, Role: models.RoleUser})
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		switch {
+		case b.Status == string(models.BookingConfirmed) && now.Before(b.ExpiresAt):
+			return models.Errorf(models.CodeBatteryNotReady, "booking %d: the battery is still charging", b.ID)
+		case b.Status != string(models.BookingReady):
+			return models.Errorf(models.CodeInvalidState, "booking %d is %s", b.ID, b.Status)
+		case !now.Before(b.ExpiresAt):
+			return models.Errorf(models.CodeInvalidState, "booking %d has expired", b.ID)
+		}
+		var bat batteryRow
+		if err := tx.Take(&bat, b.BatteryID).Error; err != nil {
+			return err
+		}
+		var returned *batteryRow
+		if ret != nil {
+			if returned, err = s.swapIn(tx, st, &bat, ret, now); err != nil {
+				return err
+			}
+		}
+		if err := tx.Model(&batteryRow{}).Where("id = ?", bat.ID).
+			Updates(map[string]any{"status": models.BatteryCollected, "station_id": nil, "updated_at": now}).Error; err != nil {
+			return err
+		}
+		upd := map[string]any{"status": models.BookingCollected, "collected_at": now, "updated_at": now}
+		var returnedID any
+		if returned != nil {
+			upd["returned_battery_id"] = returned.ID
+			b.ReturnedBatteryID, returnedID = &returned.ID, returned.ID
+		}
+		if err := tx.Model(&bookingRow{}).Where("id = ?", b.ID).Updates(upd).Error; err != nil {
+			return err
+		}
+		b.Status, b.CollectedAt, b.UpdatedAt = string(models.BookingCollected), &now, now
+		out = b.model()
+		station, err := stationWithInventory(tx, st)
+		if err != nil {
+			return err
+		}
+		o := s.outbox(tx, now)
+		o.add(models.EventBatteryCollected, models.StationTopic(st.ID), map[string]any{
+			"station_id": st.ID, "station_name": st.Name, "battery_id": bat.ID, "returned_battery_id": returnedID,
+			"available_batteries": station.Available, "booked_batteries": station.Booked, "charging_batteries": station.Charging,
+		})
+		o.inventory(station, models.ActionCollected)
+		o.bookingEvent(b, st, models.EventBookingCollected, "Battery collected",
+			fmt.Sprintf("You collected battery %s at %s.", bat.SerialNumber, st.Name), models.LevelInfo, nil)
+		return o.flush()
+	})
+	return out, translate(err, "booking")
+}
+
+// swapIn takes a depleted pack into a station: a known serial moves here
+// (announcing the inventory of the station it left), an unknown one is
+// created; a serial that a booking holds, or the pack being collected, is
+// refused.
+func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret *models.ReturnPack, now time.Time) (*batteryRow, error) {
+	status := string(models.ChargeStatus(ret.ChargePercent, s.opts.ReadyCharge))
+	var r batteryRow
+	err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		r = batteryRow{StationID: &st.ID, SerialNumber: ret.SerialNumber, ChargePercent: ret.ChargePercent, HealthPercent: 100,
+			CapacityKwh: models.DefaultCapacityKWh, Status: status, CreatedAt: now, UpdatedAt: now}
+		return &r, tx.Create(&r).Error
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.ID == collecting.ID || r.Status == string(models.BatteryBooked) {
+		return nil, models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
+	}
+	var from *stationRow
+	if r.StationID != nil && *r.StationID != st.ID {
+		// Lock the other station too; a pack handed in at two stations at
+		// once is rare, and the lock wait ends when the first swap commits.
+		if from, err = s.lockStation(tx, *r.StationID); err != nil {
+			return nil, err
+		}
+	}
+	res := tx.Model(&batteryRow{}).Where("id = ? AND status <> ?", r.ID, models.BatteryBooked).
+		Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
+	if res.Error != nil {
+		return nil, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return nil, models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
+	}
+	if from != nil {
+		station, err := stationWithInventory(tx, from)
+		if err != nil {
+			return nil, err
+		}
+		o := s.outbox(tx, now)
+		o.inventory(station, models.ActionUpdated)
+		if err := o.flush(); err != nil {
+			return nil, err
+		}
+	}
+	r.StationID, r.ChargePercent, r.Status = &st.ID, ret.ChargePercent, status
+	return &r, nil
+}
+
+// CancelBooking ends an active booking of actor (any booking for an admin)
+// and puts its battery back at the station (not_found, invalid_state).
+func (s *Store) CancelBooking(ctx context.Context, id int64, actor *models.User) (*models.Booking, error) {
+	var out *models.Booking
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		b, st, err := s.lockBooking(tx, id, actor)
+		if err != nil {
+			return err
+		}
+		if !models.BookingStatus(b.Status).Active() {
+			return models.Errorf(models.CodeInvalidState, "booking %d is %s", b.ID, b.Status)
+		}
+		out, err = s.release(tx, b, st, models.BookingCancelled)
+		return err
+	})
+	return out, translate(err, "booking")
+}
+
+// release ends an active booking as cancelled or expired: the battery goes
+// back to the station and both the station and the holder are told.
+func (s *Store) release(tx *gorm.DB, b *bookingRow, st *stationRow, to models.BookingStatus) (*models.Booking, error) {
+	now := s.now()
+	upd := map[string]any{"status": to, "updated_at": now}
+	if to == models.BookingCancelled {
+		upd["cancelled_at"] = now
+	}
+	res := tx.Model(&bookingRow{}).Where("id = ? AND status IN ?", b.ID, activeStatuses).Updates(upd)
+	if res.Error != nil {
+		return nil, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return nil, models.Errorf(models.CodeInvalidState, "booking %d is no longer active", b.ID)
+	}
+	var bat batteryRow
+	if err := tx.Take(&bat, b.BatteryID).Error; err != nil {
+		return nil, err
+	}
+	if err := tx.Model(&batteryRow{}).Where("id = ?", bat.ID).
+		Updates(map[string]any{"status": models.ChargeStatus(bat.ChargePercent, s.opts.ReadyCharge), "updated_at": now}).Error; err != nil {
+		return nil, err
+	}
+	b.Status, b.UpdatedAt = string(to), now
+	if to == models.BookingCancelled {
+		b.CancelledAt = &now
+	}
+	station, err := stationWithInventory(tx, st)
+	if err != nil {
+		return nil, err
+	}
+	o := s.outbox(tx, now)
+	if to == models.BookingCancelled {
+		o.inventory(station, models.ActionCancelled)
+		o.bookingEvent(b, st, models.EventBookingCancelled, "Booking cancelled",
+			fmt.Sprintf("Your booking at %s was cancelled.", st.Name), models.LevelInfo, nil)
+	} else {
+		o.inventory(station, models.ActionExpired)
+		o.bookingEvent(b, st, models.EventBookingExpired, "Booking expired",
+			fmt.Sprintf("Your booking at %s expired and its battery went back to the station.", st.Name), models.LevelWarning, nil)
+	}
+	return b.model(), o.flush()
+}

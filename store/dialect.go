@@ -1,0 +1,87 @@
+package store
+
+import (
+	"database/sql"
+	"strings"
+
+	"github.com/glebarez/sqlite"
+	"github.com/pressly/goose/v3"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// dialect is the one place that branches on PostgreSQL versus SQLite.
+type dialect struct {
+	name   string
+	goose  goose.Dialect
+	folder string
+}
+
+var (
+	postgresDialect = dialect{name: "postgres", goose: goose.DialectPostgres, folder: "postgres"}
+	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3, folder: "sqlite"}
+)
+
+// DefaultSQLitePath is the embedded database used when nothing is configured.
+const DefaultSQLitePath = "batteryswap.db"
+
+func dialectFor(url string) (dialect, string) {
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return postgresDialect, url
+	case url == "":
+		url = DefaultSQLitePath
+	}
+	path := strings.TrimPrefix(url, "sqlite://")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	// WAL lets readers go on beside the writer; the busy timeout covers
+	// another process (a CLI command) touching the file; times are written
+	// in one sortable UTC format so that SQL comparisons on them hold.
+	return sqliteDialect, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite"
+}
+
+func (d dialect) open(dsn string) gorm.Dialector {
+	if d.name == "postgres" {
+		return postgres.Open(dsn)
+	}
+	return sqlite.Open(dsn)
+}
+
+func (d dialect) tune(db *sql.DB, opts Options) {
+	if d.name == "sqlite" {
+		// One connection: SQLite has one writer anyway, and serialising in
+		// the pool instead of in the file lock means no SQLITE_BUSY and the
+		// station "lock" is the transaction itself.
+		db.SetMaxOpenConns(1)
+		return
+	}
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = 32
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+}
+
+// lockStation locks the station row for the rest of the transaction:
+// SELECT … FOR UPDATE on PostgreSQL; on SQLite the single connection already
+// serialises writers.
+func (d dialect) lockStation(tx *gorm.DB) *gorm.DB {
+	if d.name == "postgres" {
+		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return tx
+}
+
+// notify tells every instance's relay that outbox rows committed.
+func (d dialect) notify(tx *gorm.DB) error {
+	if d.name != "postgres" {
+		return nil
+	}
+	return tx.Exec("SELECT pg_notify(?, '')", notifyChannel).Error
+}
+
+const notifyChannel = "batteryswap_outbox"

@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+
+	"batteryswap/migrations"
+)
+
+func (s *Store) provider() (*goose.Provider, error) {
+	sub, err := fs.Sub(migrations.FS, s.dialect.folder)
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(s.dialect.goose, s.sqlDB, sub)
+}
+
+// Migrate applies every pending migration.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, err := s.provider()
+	if err != nil {
+		return fmt.Errorf("store: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store: migrate up: %w", err)
+	}
+	return nil
+}
+
+// MigrateDown rolls back the latest migration.
+func (s *Store) MigrateDown(ctx context.Context) error {
+	p, err := s.provider()
+	if err != nil {
+		return fmt.Errorf("store: migrations: %w", err)
+	}
+	if _, err := p.Down(ctx); err != nil {
+		return fmt.Errorf("store: migrate down: %w", err)
+	}
+	return nil
+}
+
+// MigrationStatus writes one line per migration: version, state, file.
+func (s *Store) MigrationStatus(ctx context.Context, w io.Writer) error {
+	p, err := s.provider()
+	if err != nil {
+		return fmt.Errorf("store: migrations: %w", err)
+	}
+	st, err := p.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migration status: %w", err)
+	}
+	for _, m := range st {
+		at := ""
+		if !m.AppliedAt.IsZero() {
+			at = m.AppliedAt.UTC().Format("2006-01-02T15:04:05Z")
+		}
+		fmt.Fprintf(w, "%05d  %-8s %-22s %s\n", m.Source.Version, m.State, at, m.Source.Path)
+	}
+	return nil
+}

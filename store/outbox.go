@@ -1,0 +1,116 @@
+package store
+
+import (
+	"encoding/json"
+	"time"
+
+	"gorm.io/gorm"
+
+	"batteryswap/models"
+)
+
+type eventRow struct {
+	ID        int64
+	Seq       *int64
+	Type      string
+	Topic     string
+	Payload   string
+	CreatedAt time.Time
+}
+
+func (eventRow) TableName() string { return "events" }
+
+func (r *eventRow) model() models.Event {
+	var seq int64
+	if r.Seq != nil {
+		seq = *r.Seq
+	}
+	return models.Event{Seq: seq, Type: r.Type, Topic: models.Topic(r.Topic), Payload: json.RawMessage(r.Payload), CreatedAt: r.CreatedAt}
+}
+
+// userEvent is a private event that is also kept as a notification.
+type userEvent struct {
+	userID int64
+	typ    string
+	title  string
+	level  models.Level
+	fields map[string]any
+}
+
+// outboxWriter collects a change's events and writes them in its transaction.
+type outboxWriter struct {
+	s      *Store
+	tx     *gorm.DB
+	now    time.Time
+	events []eventRow
+	users  []userEvent
+}
+
+func (s *Store) outbox(tx *gorm.DB, now time.Time) *outboxWriter {
+	return &outboxWriter{s: s, tx: tx, now: now}
+}
+
+func (o *outboxWriter) add(typ string, topic models.Topic, fields map[string]any) {
+	o.events = append(o.events, eventRow{Type: typ, Topic: string(topic), Payload: string(models.NewPayload(typ, o.now, fields)), CreatedAt: o.now})
+}
+
+// station events never carry a user's identity: only station and battery facts.
+func (o *outboxWriter) stationStatus(st *models.Station, message string) {
+	o.add(models.EventStationStatus, models.StationTopic(st.ID), map[string]any{
+		"station_id": st.ID, "station_name": st.Name, "status": st.Status, "message": message,
+	})
+}
+
+func (o *outboxWriter) inventory(st *models.Station, action string) {
+	o.add(models.EventInventoryUpdate, models.StationTopic(st.ID), inventoryFields(st, action))
+}
+
+func inventoryFields(st *models.Station, action string) map[string]any {
+	return map[string]any{
+		"station_id": st.ID, "station_name": st.Name,
+		"available_batteries": st.Available, "booked_batteries": st.Booked,
+		"charging_batteries": st.Charging, "total_batteries": st.Total, "action": action,
+	}
+}
+
+// user queues a private event for one user; flush keeps it as a notification too.
+func (o *outboxWriter) user(userID int64, typ, title string, level models.Level, fields map[string]any) {
+	o.users = append(o.users, userEvent{userID: userID, typ: typ, title: title, level: level, fields: fields})
+}
+
+// bookingEvent queues one of the booking_* events for the booking's holder.
+func (o *outboxWriter) bookingEvent(b *bookingRow, st *stationRow, typ, title, message string, level models.Level, extra map[string]any) {
+	f := map[string]any{"booking_id": b.ID, "station_id": st.ID, "station_name": st.Name, "message": message}
+	for k, v := range extra {
+		f[k] = v
+	}
+	o.user(b.UserID, typ, title, level, f)
+}
+
+// flush writes the queued events (and notifications) and wakes the relays.
+func (o *outboxWriter) flush() error {
+	for _, u := range o.users {
+		msg, _ := u.fields["message"].(string)
+		data, err := json.Marshal(u.fields)
+		if err != nil {
+			return err
+		}
+		n := notificationRow{UserID: u.userID, Type: u.typ, Title: u.title, Message: msg, Level: string(u.level), Data: string(data), CreatedAt: o.now}
+		if err := o.tx.Create(&n).Error; err != nil {
+			return err
+		}
+		f := make(map[string]any, len(u.fields)+1)
+		for k, v := range u.fields {
+			f[k] = v
+		}
+		f["notification_id"] = n.ID
+		o.add(u.typ, models.UserTopic(u.userID), f)
+	}
+	if len(o.events) == 0 {
+		return nil
+	}
+	if err := o.tx.Create(&o.events).Error; err != nil {
+		return err
+	}
+	return o.s.dialect.notify(o.tx)
+}

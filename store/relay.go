@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"batteryswap/models"
+	"batteryswap/stream"
+)
+
+var _ stream.Outbox = (*Store)(nil)
+
+type relayStateRow struct {
+	ID           int64
+	LastSeq      int64
+	PublishedSeq int64
+	TrimmedSeq   int64
+}
+
+func (relayStateRow) TableName() string { return "relay_state" }
+
+// relayLockKey is the PostgreSQL advisory lock that elects the one relay.
+const relayLockKey int64 = 0x62737770 // "bswp"
+
+// sequenceBatch bounds the rows one Pending call sequences.
+const sequenceBatch = 1000
+
+// EventsAfter implements stream.Outbox.
+func (s *Store) EventsAfter(ctx context.Context, cursor int64, topics []models.Topic, limit int) ([]models.Event, error) {
+	exact := make([]string, 0, len(topics))
+	all := false
+	for _, t := range topics {
+		if t == models.TopicStations {
+			all = true
+		} else {
+			exact = append(exact, string(t))
+		}
+	}
+	q := s.db.WithContext(ctx).Where("seq > ?", cursor)
+	switch {
+	case all && len(exact) > 0:
+		q = q.Where(s.db.Where("topic IN ?", exact).Or("topic LIKE ?", "station:%"))
+	case all:
+		q = q.Where("topic LIKE ?", "station:%")
+	case len(exact) > 0:
+		q = q.Where("topic IN ?", exact)
+	default:
+		return nil, nil
+	}
+	var rows []eventRow
+	if err := q.Order("seq").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, translate(err, "events")
+	}
+	out := make([]models.Event, len(rows))
+	for i := range rows {
+		out[i] = rows[i].model()
+	}
+	return out, nil
+}
+
+// Head implements stream.Outbox.
+func (s *Store) Head(ctx context.Context) (last, trimmed int64, err error) {
+	var st relayStateRow
+	if err := s.db.WithContext(ctx).Take(&st, 1).Error; err != nil {
+		return 0, 0, translate(err, "relay state")
+	}
+	return st.LastSeq, st.TrimmedSeq, nil
+}
+
+// TrimBefore implements stream.Outbox.
+func (s *Store) TrimBefore(ctx context.Context, t time.Time) (int64, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var st relayStateRow
+		if err := tx.Take(&st, 1).Error; err != nil {
+			return err
+		}
+		var upTo sql.NullInt64
+		if err := tx.Model(&eventRow{}).Where("seq <= ? AND created_at < ?", st.PublishedSeq, t.UTC()).
+			Select("MAX(seq)").Scan(&upTo).Error; err != nil {
+			return err
+		}
+		if !upTo.Valid || upTo.Int64 <= st.TrimmedSeq {
+			return nil
+		}
+		res := tx.Where("seq <= ?", upTo.Int64).Delete(&eventRow{})
+		if res.Error != nil {
+			return res.Error
+		}
+		n = res.RowsAffected
+		return tx.Model(&relayStateRow{}).Where("id = 1").Update("trimmed_seq", upTo.Int64).Error
+	})
+	return n, translate(err, "events")
+}
+
+// Wakeups implements stream.Outbox.
+func (s *Store) Wakeups() <-chan struct{} { return s.wake }
+
+// AcquireRelay implements stream.Outbox. On PostgreSQL the lease is a
+// session advisory lock held on a dedicated connection, which also runs the
+// lease's queries, so a relay whose connection dies loses the lock and its
+// half-done work together. On SQLite, one process owns the file and the lease
+// is in-process.
+func (s *Store) AcquireRelay(ctx context.Context) (stream.RelayLease, error) {
+	if s.dialect.name != "postgres" {
+		select {
+		case s.relayLock <- struct{}{}:
+			return &relayLease{s: s, db: s.db, lost: make(chan struct{}), release: func() { <-s.relayLock }}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	for {
+		conn, err := s.sqlDB.Conn(ctx)
+		if err == nil {
+			var ok bool
+			if err = conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", relayLockKey).Scan(&ok); err == nil && ok {
+				l, err := s.pgLease(conn)
+				if err == nil {
+					return l, nil
+				}
+				_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
+			}
+			conn.Close()
+		}
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("relay lease: lock attempt failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
+	// A GORM handle of its own over the one connection: every lease query
+	// runs where the lock is held.
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
+	if err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	l := &relayLease{s: s, db: db, lost: make(chan struct{}), stop: stop}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err := conn.PingContext(ctx)
+				cancel()
+				if err != nil {
+					l.markLost()
+					return
+				}
+			}
+		}
+	}()
+	l.release = func() {
+		close(stop)
+		wg.Wait()
+		select {
+		case <-l.lost:
+			// A dead connection must not go back to the pool.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
+			cancel()
+		}
+		conn.Close()
+	}
+	return l, nil
+}
+
+type relayLease struct {
+	s        *Store
+	db       *gorm.DB
+	lost     chan struct{}
+	stop     chan struct{}
+	lostOnce sync.Once
+	relOnce  sync.Once
+	release  func()
+}
+
+func (l *relayLease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// Pending implements stream.RelayLease.
+func (l *relayLease) Pending(ctx context.Context, limit int) ([]models.Event, error) {
+	var rows []eventRow
+	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var st relayStateRow
+		if err := tx.Take(&st, 1).Error; err != nil {
+			return err
+		}
+		// Give the committed, unsequenced rows the next numbers in one
+		// statement, in id order; rows still uncommitted are invisible here
+		// and get later numbers once they commit.
+		res := tx.Exec(`UPDATE events SET seq = ? + s.rn
+			FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM events WHERE seq IS NULL ORDER BY id LIMIT ?) AS s
+			WHERE events.id = s.id`, st.LastSeq, sequenceBatch)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected > 0 {
+			if err := tx.Model(&relayStateRow{}).Where("id = 1").Update("last_seq", st.LastSeq+res.RowsAffected).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Where("seq > ?", st.PublishedSeq).Order("seq").Limit(limit).Find(&rows).Error
+	})
+	if err != nil {
+		l.checkConn(err)
+		return nil, fmt.Errorf("store: relay pending: %w", err)
+	}
+	out := make([]models.Event, len(rows))
+	for i := range rows {
+		out[i] = rows[i].model()
+	}
+	return out, nil
+}
+
+// MarkPublished implements stream.RelayLease.
+func (l *relayLease) MarkPublished(ctx context.Context, seq int64) error {
+	err := l.db.WithContext(ctx).Model(&relayStateRow{}).Where("id = 1 AND published_seq < ?", seq).Update("published_seq", seq).Error
+	if err != nil {
+		l.checkConn(err)
+		return fmt.Errorf("store: relay mark published: %w", err)
+	}
+	return nil
+}
+
+// checkConn treats a broken lease connection as a lost lease.
+func (l *relayLease) checkConn(err error) {
+	if l.stop == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		l.markLost()
+	}
+}
+
+// Lost implements stream.RelayLease.
+func (l *relayLease) Lost() <-chan struct{} { return l.lost }
+
+// Release implements stream.RelayLease.
+func (l *relayLease) Release() error {
+	l.relOnce.Do(l.release)
+	return nil
+}

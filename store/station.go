@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"batteryswap/models"
+)
+
+type stationRow struct {
+	ID        int64
+	Name      string
+	Address   string
+	Latitude  float64
+	Longitude float64
+	Status    string
+	Message   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+func (stationRow) TableName() string { return "stations" }
+
+func (r *stationRow) model(inv models.Inventory) *models.Station {
+	return &models.Station{ID: r.ID, Name: r.Name, Address: r.Address, Latitude: r.Latitude, Longitude: r.Longitude,
+		Status: models.StationStatus(r.Status), Message: r.Message, Inventory: inv, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+type inventoryRow struct {
+	StationID int64
+	Available int
+	Booked    int
+	Charging  int
+	Total     int
+}
+
+// inventories counts each station's batteries from its battery rows, so the
+// totals can never drift from what the rows say.
+func inventories(tx *gorm.DB, ids []int64) (map[int64]models.Inventory, error) {
+	var rows []inventoryRow
+	err := tx.Raw(`SELECT station_id,
+		SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END) AS available,
+		SUM(CASE WHEN status = 'booked' THEN 1 ELSE 0 END) AS booked,
+		SUM(CASE WHEN status = 'charging' THEN 1 ELSE 0 END) AS charging,
+		COUNT(*) AS total
+		FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Scan(&rows).Error
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]models.Inventory, len(rows))
+	for _, r := range rows {
+		out[r.StationID] = models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total}
+	}
+	return out, nil
+}
+
+func stationWithInventory(tx *gorm.DB, r *stationRow) (*models.Station, error) {
+	inv, err := inventories(tx, []int64{r.ID})
+	if err != nil {
+		return nil, err
+	}
+	return r.model(inv[r.ID]), nil
+}
+
+// ListStations returns a page of stations in id order, with their counts.
+func (s *Store) ListStations(ctx context.Context, p models.Page) ([]models.Station, error) {
+	var rows []stationRow
+	if err := page(s.db.WithContext(ctx), p, "id").Find(&rows).Error; err != nil {
+		return nil, translate(err, "stations")
+	}
+	return s.withInventories(ctx, rows)
+}
+
+func (s *Store) withInventories(ctx context.Context, rows []stationRow) ([]models.Station, error) {
+	out := make([]models.Station, 0, len(rows))
+	if len(rows) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].ID
+	}
+	inv, err := inventories(s.db.WithContext(ctx), ids)
+	if err != nil {
+		return nil, translate(err, "stations")
+	}
+	for i := range rows {
+		out = append(out, *rows[i].model(inv[rows[i].ID]))
+	}
+	return out, nil
+}
+
+// AllStations returns every station, for stream snapshots.
+func (s *Store) AllStations(ctx context.Context) ([]models.Station, error) {
+	var rows []stationRow
+	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
+		return nil, translate(err, "stations")
+	}
+	return s.withInventories(ctx, rows)
+}
+
+// FindStationByID returns one station with its counts (not_found).
+func (s *Store) FindStationByID(ctx context.Context, id int64) (*models.Station, error) {
+	var r stationRow
+	if err := s.db.WithContext(ctx).Take(&r, id).Error; err != nil {
+		return nil, translate(err, "station")
+	}
+	st, err := stationWithInventory(s.db.WithContext(ctx), &r)
+	return st, translate(err, "station")
+}
+
+// StationExists reports whether a station exists.
+func (s *Store) StationExists(ctx context.Context, id int64) (bool, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&stationRow{}).Where("id = ?", id).Count(&n).Error
+	return n > 0, translate(err, "station")
+}
+
+// CreateStation adds a station and announces it (station_status "created",
+// inventory_update "created").
+func (s *Store) CreateStation(ctx context.Context, in models.StationInput) (*models.Station, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	var out *models.Station
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		now := s.now()
+		r := stationRow{Name: in.Name, Address: in.Address, Latitude: in.Latitude, Longitude: in.Longitude,
+			Status: string(in.Status), CreatedAt: now, UpdatedAt: now}
+		if err := tx.Create(&r).Error; err != nil {
+			return err
+		}
+		out = r.model(models.Inventory{})
+		o := s.outbox(tx, now)
+		o.stationStatus(out, "created")
+		o.inventory(out, models.ActionCreated)
+		return o.flush()
+	})
+	return out, translate(err, "station")
+}
+
+// UpdateStation changes a station's fields; a change of status or message is
+// announced as station_status.
+func (s *Store) UpdateStation(ctx context.Context, id int64, p models.StationPatch) (*models.Station, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	var out *models.Station
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		r, err := s.lockStation(tx, id)
+		if err != nil {
+			return err
+		}
+		before := *r
+		set := func(dst *string, v *string) {
+			if v != nil {
+				*dst = *v
+			}
+		}
+		set(&r.Name, p.Name)
+		set(&r.Address, p.Address)
+		set(&r.Message, p.Message)
+		if p.Latitude != nil {
+			r.Latitude = *p.Latitude
+		}
+		if p.Longitude != nil {
+			r.Longitude = *p.Longitude
+		}
+		if p.Status != nil {
+			r.Status = string(*p.Status)
+		}
+		now := s.now()
+		r.UpdatedAt = now
+		if err := tx.Save(r).Error; err != nil {
+			return err
+		}
+		if out, err = stationWithInventory(tx, r); err != nil {
+			return err
+		}
+		o := s.outbox(tx, now)
+		if r.Status != before.Status || r.Message != before.Message {
+			o.stationStatus(out, out.Message)
+		} else if r.Name != before.Name {
+			o.inventory(out, models.ActionUpdated)
+		}
+		return o.flush()
+	})
+	return out, translate(err, "station")
+}
+
+// lockStation reads and locks the station row for the transaction.
+func (s *Store) lockStation(tx *gorm.DB, id int64) (*stationRow, error) {
+	var r stationRow
+	if err := s.dialect.lockStation(tx).Take(&r, id).Error; err != nil {
+		return nil, translate(err, "station")
+	}
+	return &r, nil
+}

@@ -1,0 +1,181 @@
+// Package store persists batteryswap in PostgreSQL or an embedded SQLite file
+// through GORM. Every change runs in one transaction that locks the station
+// row, changes battery and booking rows, and writes the change's events into
+// the outbox, so a committed change always has its events and a rolled-back
+// one never does. The store also implements stream.Outbox for the relay.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"batteryswap/models"
+)
+
+// Options tune the booking rules and the clock.
+type Options struct {
+	// ReadyCharge is the charge percent at or above which a battery is ready.
+	ReadyCharge int
+	// BookingHold is how long a booking holds its battery.
+	BookingHold time.Duration
+	// BookingWarn is how long before expiry the holder is warned.
+	BookingWarn time.Duration
+	// Now is the clock; time.Now when nil. Tests inject their own.
+	Now func() time.Time
+	// MaxOpenConns bounds the PostgreSQL pool (SQLite always uses one).
+	MaxOpenConns int
+	// Logger receives background errors (the NOTIFY listener).
+	Logger *slog.Logger
+}
+
+// Store is the database. It is safe for concurrent use.
+type Store struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect dialect
+	dsn     string
+	opts    Options
+	log     *slog.Logger
+
+	wake      chan struct{}
+	relayLock chan struct{} // SQLite: the in-process relay lease
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// Open connects to the database that url names: "postgres://…" or
+// "postgresql://…" selects PostgreSQL; "sqlite://PATH", a file path, or ""
+// (batteryswap.db) selects SQLite. It does not migrate; see Migrate.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.ReadyCharge <= 0 {
+		opts.ReadyCharge = models.DefaultReadyCharge
+	}
+	if opts.BookingHold <= 0 {
+		opts.BookingHold = models.DefaultBookingHold
+	}
+	if opts.BookingWarn <= 0 {
+		opts.BookingWarn = models.DefaultBookingWarn
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	d, dsn := dialectFor(url)
+	cfg := &gorm.Config{
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+		PrepareStmt:            d.name == "postgres",
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
+	}
+	db, err := gorm.Open(d.open(dsn), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", d.name, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	d.tune(sqlDB, opts)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pctx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("store: connect to %s: %w", d.name, err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	s := &Store{
+		db: db, sqlDB: sqlDB, dialect: d, dsn: dsn, opts: opts, log: opts.Logger,
+		wake:      make(chan struct{}, 1),
+		relayLock: make(chan struct{}, 1),
+		stop:      stop,
+		done:      make(chan struct{}),
+	}
+	if d.name == "postgres" {
+		go s.listen(bg)
+	} else {
+		close(s.done)
+	}
+	return s, nil
+}
+
+// Dialect is "postgres" or "sqlite".
+func (s *Store) Dialect() string { return s.dialect.name }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx) }
+
+// Close stops the background listener and closes the pool.
+func (s *Store) Close() error {
+	s.stop()
+	<-s.done
+	return s.sqlDB.Close()
+}
+
+func (s *Store) now() time.Time { return s.opts.Now().UTC().Truncate(time.Microsecond) }
+
+// ReadyCharge is the configured ready threshold.
+func (s *Store) ReadyCharge() int { return s.opts.ReadyCharge }
+
+// tx runs fn in one transaction, then wakes the relay if it committed.
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return fn(tx) })
+	if err == nil {
+		s.signal()
+	}
+	return err
+}
+
+// signal wakes this instance's relay without blocking; other instances hear
+// the NOTIFY sent inside the transaction.
+func (s *Store) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// translate turns driver errors into domain errors at the store's boundary.
+// what names the thing looked up, for not-found messages.
+func translate(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return models.Errorf(models.CodeNotFound, "%s not found", what)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	var de *models.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// page applies keyset pagination: ascending id after the cursor.
+func page(q *gorm.DB, p models.Page, col string) *gorm.DB {
+	limit := p.Limit
+	if limit <= 0 || limit > models.MaxPageLimit {
+		limit = models.DefaultPageLimit
+	}
+	if p.Cursor > 0 {
+		q = q.Where(col+" > ?", p.Cursor)
+	}
+	return q.Order(col).Limit(limit)
+}
+
+func isUniqueViolation(err error) bool {
+	return errors.Is(err, gorm.ErrDuplicatedKey) ||
+		(err != nil && strings.Contains(strings.ToLower(err.Error()), "unique constraint"))
+}

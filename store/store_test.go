@@ -1,0 +1,494 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"batteryswap/models"
+	"batteryswap/store"
+	"batteryswap/store/storetest"
+)
+
+// clock is an injected, settable clock.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+type fixture struct {
+	t     *testing.T
+	s     *store.Store
+	clock *clock
+	ctx   context.Context
+}
+
+func eachDialect(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			c := newClock()
+			s := storetest.Open(t, d, store.Options{Now: c.Now, BookingHold: 15 * time.Minute, BookingWarn: 3 * time.Minute})
+			fn(t, &fixture{t: t, s: s, clock: c, ctx: context.Background()})
+		})
+	}
+}
+
+func (f *fixture) user(email string) *models.User {
+	f.t.Helper()
+	u, err := f.s.CreateUser(f.ctx, email, "Rider "+email, "hash", models.RoleUser)
+	if err != nil {
+		f.t.Fatalf("create user: %v", err)
+	}
+	return u
+}
+
+func (f *fixture) station(name string, charges ...int) *models.Station {
+	f.t.Helper()
+	st, err := f.s.CreateStation(f.ctx, models.StationInput{Name: name, Address: "1 Main St", Latitude: 1, Longitude: 2})
+	if err != nil {
+		f.t.Fatalf("create station: %v", err)
+	}
+	for i, c := range charges {
+		c := c
+		if _, err := f.s.AddBattery(f.ctx, st.ID, models.BatteryInput{SerialNumber: fmt.Sprintf("%s-%d", name, i), ChargePercent: &c}); err != nil {
+			f.t.Fatalf("add battery: %v", err)
+		}
+	}
+	return st
+}
+
+// events sequences everything in the outbox and returns the events after cursor.
+func (f *fixture) events(after int64, topics ...models.Topic) []models.Event {
+	f.t.Helper()
+	lease, err := f.s.AcquireRelay(f.ctx)
+	if err != nil {
+		f.t.Fatalf("acquire relay: %v", err)
+	}
+	defer lease.Release()
+	for {
+		evs, err := lease.Pending(f.ctx, 1000)
+		if err != nil {
+			f.t.Fatalf("pending: %v", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		if err := lease.MarkPublished(f.ctx, evs[len(evs)-1].Seq); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	if len(topics) == 0 {
+		topics = []models.Topic{models.TopicStations}
+	}
+	evs, err := f.s.EventsAfter(f.ctx, after, topics, 10000)
+	if err != nil {
+		f.t.Fatalf("events after: %v", err)
+	}
+	return evs
+}
+
+func (f *fixture) head() int64 {
+	f.t.Helper()
+	f.events(0, models.TopicStations)
+	last, _, err := f.s.Head(f.ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return last
+}
+
+func types(evs []models.Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Type
+	}
+	return out
+}
+
+func payload(t *testing.T, e models.Event) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(e.Data(), &m); err != nil {
+		t.Fatalf("payload of %s: %v", e.Type, err)
+	}
+	return m
+}
+
+func wantCode(t *testing.T, err error, code models.Code) {
+	t.Helper()
+	if got := models.ErrorCode(err); got != code {
+		t.Fatalf("error = %v (code %s), want code %s", err, got, code)
+	}
+}
+
+func (f *fixture) checkInventory(stationID int64, want models.Inventory) {
+	f.t.Helper()
+	st, err := f.s.FindStationByID(f.ctx, stationID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if st.Inventory != want {
+		f.t.Fatalf("inventory = %+v, want %+v", st.Inventory, want)
+	}
+	bats, err := f.s.ListBatteries(f.ctx, stationID, models.Page{Limit: 200})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var got models.Inventory
+	for _, b := range bats {
+		got.Total++
+		switch b.Status {
+		case models.BatteryAvailable:
+			got.Available++
+		case models.BatteryBooked:
+			got.Booked++
+		case models.BatteryCharging:
+			got.Charging++
+		}
+	}
+	if got != want {
+		f.t.Fatalf("battery rows say %+v, want %+v", got, want)
+	}
+}
+
+func TestBookingLifecycle(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("rider@example.com")
+		st := f.station("Alpha", 95, 50)
+		f.checkInventory(st.ID, models.Inventory{Available: 1, Charging: 1, Total: 2})
+		start := f.head()
+
+		b, replayed, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil || replayed {
+			t.Fatalf("book: %v %v", err, replayed)
+		}
+		if b.Status != models.BookingReady || !b.ExpiresAt.Equal(f.clock.Now().Add(15*time.Minute)) {
+			t.Fatalf("booking = %+v", b)
+		}
+		f.checkInventory(st.ID, models.Inventory{Booked: 1, Charging: 1, Total: 2})
+		stEvents := f.events(start, models.TopicStations)
+		if got := strings.Join(types(stEvents), ","); got != "battery_booked,inventory_update" {
+			t.Fatalf("station events = %s", got)
+		}
+		inv := payload(t, stEvents[1])
+		if inv["action"] != "booked" || inv["available_batteries"] != 0.0 || inv["booked_batteries"] != 1.0 || inv["total_batteries"] != 2.0 {
+			t.Fatalf("inventory_update = %v", inv)
+		}
+		userEvents := f.events(start, models.UserTopic(rider.ID))
+		if got := strings.Join(types(userEvents), ","); got != "booking_confirmed,booking_ready" {
+			t.Fatalf("user events = %s", got)
+		}
+		conf := payload(t, userEvents[0])
+		info, _ := conf["battery_info"].(map[string]any)
+		if conf["booking_id"] != float64(b.ID) || info["serial_number"] != "Alpha-0" || info["charge_percent"] != 95.0 {
+			t.Fatalf("booking_confirmed = %v", conf)
+		}
+
+		// One active booking per user; the failed attempt writes nothing.
+		mid := f.head()
+		_, _, err = f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		wantCode(t, err, models.CodeActiveBookingExists)
+		if evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID)); len(evs) != 0 {
+			t.Fatalf("a refused booking wrote events: %v", types(evs))
+		}
+
+		// Collect, handing in an unknown depleted pack.
+		got, err := f.s.CollectBooking(f.ctx, b.ID, rider, &models.ReturnPack{SerialNumber: "OLD-1", ChargePercent: 12})
+		if err != nil {
+			t.Fatalf("collect: %v", err)
+		}
+		if got.Status != models.BookingCollected || got.ReturnedBatteryID == nil {
+			t.Fatalf("collected booking = %+v", got)
+		}
+		f.checkInventory(st.ID, models.Inventory{Charging: 2, Total: 2})
+		evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID))
+		if got := strings.Join(types(evs), ","); got != "battery_collected,inventory_update,booking_collected" {
+			t.Fatalf("collect events = %s", got)
+		}
+		col := payload(t, evs[0])
+		if col["returned_battery_id"] != float64(*got.ReturnedBatteryID) || col["charging_batteries"] != 2.0 {
+			t.Fatalf("battery_collected = %v", col)
+		}
+		bat, err := f.s.FindBatteryByID(f.ctx, b.BatteryID)
+		if err != nil || bat.Status != models.BatteryCollected || bat.StationID != nil {
+			t.Fatalf("collected battery = %+v %v", bat, err)
+		}
+		_, err = f.s.CollectBooking(f.ctx, b.ID, rider, nil)
+		wantCode(t, err, models.CodeInvalidState)
+	})
+}
+
+func TestChargingBookingTurnsReadyByTelemetry(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("r@example.com")
+		st := f.station("Beta", 40, 60)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Status != models.BookingConfirmed {
+			t.Fatalf("status = %s, want confirmed", b.Status)
+		}
+		bat, _ := f.s.FindBatteryByID(f.ctx, b.BatteryID)
+		if bat.ChargePercent != 60 {
+			t.Fatalf("booked the %d%% battery, want the fullest (60%%)", bat.ChargePercent)
+		}
+		_, err = f.s.CollectBooking(f.ctx, b.ID, rider, nil)
+		wantCode(t, err, models.CodeBatteryNotReady)
+
+		mid := f.head()
+		c := 85
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := f.s.FindBookingByID(f.ctx, b.ID)
+		if got.Status != models.BookingReady {
+			t.Fatalf("status after charge = %s", got.Status)
+		}
+		evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID))
+		if got := strings.Join(types(evs), ","); got != "booking_ready" {
+			t.Fatalf("events = %s", got)
+		}
+		// Telemetry on a free battery moves it between charging and available.
+		other := f.otherBattery(st.ID, b.BatteryID)
+		c = 90
+		mid = f.head()
+		if bt, err := f.s.UpdateBattery(f.ctx, other, models.BatteryPatch{ChargePercent: &c}); err != nil || bt.Status != models.BatteryAvailable {
+			t.Fatalf("telemetry: %+v %v", bt, err)
+		}
+		evs = f.events(mid)
+		if len(evs) != 1 || payload(t, evs[0])["action"] != "charged" {
+			t.Fatalf("events = %v", types(evs))
+		}
+		booked := models.BatteryBooked
+		_, err = f.s.UpdateBattery(f.ctx, other, models.BatteryPatch{Status: &booked})
+		wantCode(t, err, models.CodeValidationFailed)
+	})
+}
+
+func (f *fixture) otherBattery(stationID, not int64) int64 {
+	bats, _ := f.s.ListBatteries(f.ctx, stationID, models.Page{})
+	for _, b := range bats {
+		if b.ID != not {
+			return b.ID
+		}
+	}
+	f.t.Fatal("no other battery")
+	return 0
+}
+
+func TestCancelAndIdempotency(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider, other := f.user("a@example.com"), f.user("b@example.com")
+		st := f.station("Gamma", 90)
+		b1, replayed, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "key-1")
+		if err != nil || replayed {
+			t.Fatal(err)
+		}
+		b2, replayed, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "key-1")
+		if err != nil || !replayed || b2.ID != b1.ID {
+			t.Fatalf("replay = %+v %v %v", b2, replayed, err)
+		}
+		_, err = f.s.CancelBooking(f.ctx, b1.ID, other)
+		wantCode(t, err, models.CodeNotFound)
+		mid := f.head()
+		c, err := f.s.CancelBooking(f.ctx, b1.ID, rider)
+		if err != nil || c.Status != models.BookingCancelled {
+			t.Fatalf("cancel: %+v %v", c, err)
+		}
+		f.checkInventory(st.ID, models.Inventory{Available: 1, Total: 1})
+		if got := strings.Join(types(f.events(mid, models.TopicStations, models.UserTopic(rider.ID))), ","); got != "inventory_update,booking_cancelled" {
+			t.Fatalf("events = %s", got)
+		}
+		_, err = f.s.CancelBooking(f.ctx, b1.ID, rider)
+		wantCode(t, err, models.CodeInvalidState)
+		// The other rider can book the battery now; a closed station refuses.
+		if _, _, err := f.s.CreateBooking(f.ctx, other.ID, st.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		closed := models.StationClosed
+		if _, err := f.s.UpdateStation(f.ctx, st.ID, models.StationPatch{Status: &closed}); err != nil {
+			t.Fatal(err)
+		}
+		mid = f.head()
+		_, _, err = f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		wantCode(t, err, models.CodeStationUnavailable)
+		_, _, err = f.s.CreateBooking(f.ctx, rider.ID, 9999, "")
+		wantCode(t, err, models.CodeNotFound)
+		if evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID)); len(evs) != 0 {
+			t.Fatalf("refused bookings wrote %v", types(evs))
+		}
+	})
+}
+
+func TestBookLastBatteryRace(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		const n = 50
+		st := f.station("Race", 100)
+		users := make([]*models.User, n)
+		for i := range users {
+			users[i] = f.user(fmt.Sprintf("u%d@example.com", i))
+		}
+		start := f.head()
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		errs := make([]error, n)
+		for i := range users {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				<-gate
+				_, _, errs[i] = f.s.CreateBooking(f.ctx, users[i].ID, st.ID, "")
+			}(i)
+		}
+		close(gate)
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case models.IsCode(err, models.CodeNoBatteryAvailable):
+			default:
+				t.Fatalf("unexpected error: %v", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d bookings won the last battery, want exactly 1", won)
+		}
+		f.checkInventory(st.ID, models.Inventory{Booked: 1, Total: 1})
+		booked := 0
+		for _, e := range f.events(start) {
+			if e.Type == models.EventBatteryBooked {
+				booked++
+			}
+		}
+		if booked != 1 {
+			t.Fatalf("%d battery_booked events, want 1", booked)
+		}
+	})
+}
+
+func TestExpiryWarnsOnceAndExpiresOnceWithRacingExpirers(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("late@example.com")
+		st := f.station("Delta", 90)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := f.head()
+		race := func(fn func(context.Context) (int, error)) int {
+			var wg sync.WaitGroup
+			var total atomic.Int64
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := fn(f.ctx)
+					if err != nil {
+						t.Errorf("sweep: %v", err)
+					}
+					total.Add(int64(n))
+				}()
+			}
+			wg.Wait()
+			return int(total.Load())
+		}
+		if n := race(f.s.WarnExpiring); n != 0 {
+			t.Fatalf("warned %d bookings 12 minutes early", n)
+		}
+		f.clock.Advance(12*time.Minute + time.Second)
+		if n := race(f.s.WarnExpiring); n != 1 {
+			t.Fatalf("warned %d times, want 1", n)
+		}
+		if n := race(f.s.ExpireDue); n != 0 {
+			t.Fatalf("expired %d bookings early", n)
+		}
+		f.clock.Advance(3 * time.Minute)
+		if n := race(f.s.ExpireDue); n != 1 {
+			t.Fatalf("expired %d times, want 1", n)
+		}
+		got, _ := f.s.FindBookingByID(f.ctx, b.ID)
+		if got.Status != models.BookingExpired {
+			t.Fatalf("status = %s", got.Status)
+		}
+		f.checkInventory(st.ID, models.Inventory{Available: 1, Total: 1})
+		evs := f.events(start, models.TopicStations, models.UserTopic(rider.ID))
+		if got := strings.Join(types(evs), ","); got != "booking_expiring,inventory_update,booking_expired" {
+			t.Fatalf("events = %s", got)
+		}
+		if payload(t, evs[0])["expires_at"] != b.ExpiresAt.UTC().Format(time.RFC3339) {
+			t.Fatalf("booking_expiring = %v", payload(t, evs[0]))
+		}
+	})
+}
+
+func TestStationEventsCarryNoUserIdentity(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("secret.rider@example.com")
+		st := f.station("Epsilon", 90, 10)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.s.CollectBooking(f.ctx, b.ID, rider, &models.ReturnPack{SerialNumber: "X-1", ChargePercent: 5}); err != nil {
+			t.Fatal(err)
+		}
+		evs := f.events(0)
+		if len(evs) < 6 {
+			t.Fatalf("only %d station events", len(evs))
+		}
+		for _, e := range evs {
+			data := string(e.Data())
+			m := payload(t, e)
+			if _, ok := m["user_id"]; ok || strings.Contains(data, "secret.rider") || strings.Contains(data, "Rider ") {
+				t.Fatalf("station event %s leaks the user: %s", e.Type, data)
+			}
+			if m["id"] != e.ID() || m["type"] != e.Type || m["timestamp"] == nil {
+				t.Fatalf("event %s lacks id/type/timestamp: %s", e.Type, data)
+			}
+		}
+	})
+}
+
+func TestRelaySequenceAndRetention(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		one := f.station("One", 90)
+		f.station("Two")
+		evs := f.events(0)
+		for i, e := range evs {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("seq %d at %d: not contiguous", e.Seq, i)
+			}
+		}
+		if got := strings.Join(types(f.events(0, models.StationTopic(one.ID))), ","); got != "station_status,inventory_update,battery_added,inventory_update" {
+			t.Fatalf("station one's events = %s", got)
+		}
+		f.clock.Advance(48 * time.Hour)
+		f.station("Three")
+		f.events(0)
+		n, err := f.s.TrimBefore(f.ctx, f.clock.Now().Add(-24*time.Hour))
+		if err != nil || n != int64(len(evs)) {
+			t.Fatalf("trimmed %d (%v), want %d", n, err, len(evs))
+		}
+		last, trimmed, err := f.s.Head(f.ctx)
+		if err != nil || trimmed != int64(len(evs)) || last != trimmed+2 {
+			t.Fatalf("head = %d, trimmed = %d, %v", last, trimmed, err)
+		}
+		rest := f.events(0)
+		if len(rest) != 2 || rest[0].Seq != trimmed+1 {
+			t.Fatalf("after trim: %v", types(rest))
+		}
+	})
+}
