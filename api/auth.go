@@ -1,0 +1,224 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/labstack/echo/v4"
+	"golang.org/x/crypto/bcrypt"
+
+	"batteryswap/models"
+)
+
+// CookieName is the session cookie that login sets.
+const CookieName = "bs_token"
+
+const userKey = "user"
+
+func (s *Server) registerAuthRoutes(g *echo.Group) {
+	limit := s.rateLimit("auth", s.cfg.AuthRateLimit, func(c echo.Context) string { return c.RealIP() })
+	g.POST("/auth/register", s.handleRegister, limit)
+	g.POST("/auth/login", s.handleLogin, limit)
+	g.POST("/auth/logout", s.handleLogout, s.requireUser)
+	g.GET("/me", s.handleMe, s.requireUser)
+}
+
+type registerRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+type authResponse struct {
+	User  *models.User `json:"user"`
+	Token string       `json:"token"`
+}
+
+func (s *Server) handleRegister(c echo.Context) error {
+	var req registerRequest
+	if err := bindJSON(c, &req, false); err != nil {
+		return err
+	}
+	req.Email = models.NormalizeEmail(req.Email)
+	req.Name = strings.TrimSpace(req.Name)
+	if err := models.ValidateRegistration(req.Email, req.Password, req.Name); err != nil {
+		return err
+	}
+	hash, err := HashPassword(req.Password, s.cfg.BcryptCost)
+	if err != nil {
+		return err
+	}
+	u, err := s.store.CreateUser(c.Request().Context(), req.Email, req.Name, hash, models.RoleUser)
+	if err != nil {
+		return err
+	}
+	return s.issue(c, http.StatusCreated, u)
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func (s *Server) handleLogin(c echo.Context) error {
+	var req loginRequest
+	if err := bindJSON(c, &req, false); err != nil {
+		return err
+	}
+	f := map[string]string{}
+	if req.Email == "" {
+		f["email"] = "is required"
+	}
+	if req.Password == "" {
+		f["password"] = "is required"
+	}
+	if err := models.ValidationError(f); err != nil {
+		return err
+	}
+	bad := models.Errorf(models.CodeUnauthorized, "wrong e-mail or password")
+	u, err := s.store.FindUserByEmail(c.Request().Context(), req.Email)
+	if models.IsCode(err, models.CodeNotFound) {
+		// Spend the same time as a real check, so timing does not tell
+		// which addresses have accounts.
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(req.Password))
+		return bad
+	}
+	if err != nil {
+		return err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(req.Password)) != nil {
+		return bad
+	}
+	return s.issue(c, http.StatusOK, u)
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a real password"), bcrypt.DefaultCost)
+
+// issue signs a token for u, sets the session cookie and answers {user, token}.
+func (s *Server) issue(c echo.Context, status int, u *models.User) error {
+	tok, exp, err := s.signToken(u)
+	if err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: exp, HttpOnly: true,
+		SameSite: http.SameSiteLaxMode, Secure: c.IsTLS()})
+	return c.JSON(status, authResponse{User: u, Token: tok})
+}
+
+func (s *Server) handleLogout(c echo.Context) error {
+	c.SetCookie(&http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.IsTLS()})
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) handleMe(c echo.Context) error { return c.JSON(http.StatusOK, currentUser(c)) }
+
+// HashPassword hashes a password with bcrypt at cost (default cost when 0).
+func HashPassword(password string, cost int) (string, error) {
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	return string(h), err
+}
+
+func (s *Server) signToken(u *models.User) (string, time.Time, error) {
+	exp := time.Now().Add(s.cfg.TokenTTL)
+	claims := jwt.RegisteredClaims{
+		Subject:   strconv.FormatInt(u.ID, 10),
+		IssuedAt:  jwt.NewNumericDate(time.Now()),
+		ExpiresAt: jwt.NewNumericDate(exp),
+		Issuer:    "batteryswap",
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.cfg.JWTSecret)
+	return tok, exp, err
+}
+
+// tokenOf finds the access token: Authorization header, then the session
+// cookie, then the access_token query parameter (EventSource and WebSocket
+// cannot set headers).
+func tokenOf(r *http.Request) string {
+	if h := r.Header.Get(echo.HeaderAuthorization); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		return ""
+	}
+	if ck, err := r.Cookie(CookieName); err == nil && ck.Value != "" {
+		return ck.Value
+	}
+	return r.URL.Query().Get("access_token")
+}
+
+// authenticate resolves the request's user: (nil, nil) when it carries no
+// token, unauthorized when the token is bad or its user is gone.
+func (s *Server) authenticate(ctx context.Context, r *http.Request) (*models.User, error) {
+	raw := tokenOf(r)
+	if raw == "" {
+		if r.Header.Get(echo.HeaderAuthorization) != "" {
+			return nil, models.Errorf(models.CodeUnauthorized, "the Authorization header must be \"Bearer TOKEN\"")
+		}
+		return nil, nil
+	}
+	var claims jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithIssuer("batteryswap"))
+	if err != nil {
+		return nil, models.Errorf(models.CodeUnauthorized, "the access token is invalid or expired")
+	}
+	id, err := strconv.ParseInt(claims.Subject, 10, 64)
+	if err != nil || id <= 0 {
+		return nil, models.Errorf(models.CodeUnauthorized, "the access token is invalid")
+	}
+	u, err := s.store.FindUserByID(ctx, id)
+	if models.IsCode(err, models.CodeNotFound) {
+		return nil, models.Errorf(models.CodeUnauthorized, "the account of this token no longer exists")
+	}
+	return u, err
+}
+
+// optionalUser attaches the caller when a valid token is present.
+func (s *Server) optionalUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u, err := s.authenticate(c.Request().Context(), c.Request())
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			c.Set(userKey, u)
+		}
+		return next(c)
+	}
+}
+
+// requireUser answers 401 without a valid token.
+func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.optionalUser(func(c echo.Context) error {
+		if currentUser(c) == nil {
+			return models.Errorf(models.CodeUnauthorized, "sign in first")
+		}
+		return next(c)
+	})
+}
+
+// requireAdmin answers 401 without a token and 403 for a non-admin.
+func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.requireUser(func(c echo.Context) error {
+		if !currentUser(c).IsAdmin() {
+			return models.Errorf(models.CodeForbidden, "this needs an operator account")
+		}
+		return next(c)
+	})
+}
+
+func currentUser(c echo.Context) *models.User {
+	u, _ := c.Get(userKey).(*models.User)
+	return u
+}
+
+var errStreamEnded = errors.New("stream ended")

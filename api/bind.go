@@ -1,0 +1,156 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"batteryswap/models"
+)
+
+// maxBody is the largest request body accepted (payload_too_large above it).
+const maxBody = 1 << 20
+
+// bindJSON decodes the request body strictly into dst: JSON only (415),
+// at most 1 MiB (413), no unknown fields and no wrong types (400). An empty
+// body is allowed only when optional is set.
+func bindJSON(c echo.Context, dst any, optional bool) error {
+	r := c.Request()
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return models.Errorf(models.CodePayloadTooLarge, "request body is larger than 1 MiB")
+		}
+		return errInvalid("could not read the request body")
+	}
+	if len(body) > maxBody {
+		return models.Errorf(models.CodePayloadTooLarge, "request body is larger than 1 MiB")
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if optional {
+			return nil
+		}
+		return errInvalid("a JSON body is required")
+	}
+	if !isJSON(r.Header.Get(echo.HeaderContentType)) {
+		return models.Errorf(models.CodeUnsupportedMedia, "the body must be JSON (Content-Type: application/json)")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return errInvalid("%s", describeJSONError(err))
+	}
+	if dec.More() {
+		return errInvalid("the body must hold one JSON object")
+	}
+	return nil
+}
+
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+func describeJSONError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("field %q must be %s", te.Field, jsonKind(te.Type.Kind().String()))
+		}
+		return "the body must be a JSON object"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of input"
+	}
+	return "malformed JSON"
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "int32", "float64", "float32":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	}
+	return "of another type"
+}
+
+// pathID parses a positive integer path parameter; anything else is not_found.
+func pathID(c echo.Context, name string) (int64, error) {
+	id, err := strconv.ParseInt(c.Param(name), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, models.Errorf(models.CodeNotFound, "%s not found", strings.TrimSuffix(name, "_id"))
+	}
+	return id, nil
+}
+
+// pageParams reads ?limit= (1–200, default 50) and ?cursor= (an id).
+func pageParams(c echo.Context) (models.Page, error) {
+	p := models.Page{Limit: models.DefaultPageLimit}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > models.MaxPageLimit {
+			return p, models.ValidationError(map[string]string{"limit": "must be a whole number from 1 to 200"})
+		}
+		p.Limit = n
+	}
+	if v := c.QueryParam("cursor"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return p, models.Errorf(models.CodeInvalidCursor, "cursor must be an id from next_cursor")
+		}
+		p.Cursor = n
+	}
+	return p, nil
+}
+
+// nextCursor is the cursor of the page after a full one, else null.
+func nextCursor(n int, p models.Page, lastID int64) *string {
+	if n < p.Limit || n == 0 {
+		return nil
+	}
+	s := strconv.FormatInt(lastID, 10)
+	return &s
+}
+
+// required collects "is required" for every nil field.
+func required(fields map[string]any) map[string]string {
+	out := map[string]string{}
+	for name, v := range fields {
+		if isNil(v) {
+			out[name] = "is required"
+		}
+	}
+	return out
+}
+
+func isNil(v any) bool {
+	switch p := v.(type) {
+	case nil:
+		return true
+	case *string:
+		return p == nil
+	case *int64:
+		return p == nil
+	case *int:
+		return p == nil
+	case *float64:
+		return p == nil
+	}
+	return false
+}

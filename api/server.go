@@ -1,0 +1,247 @@
+// Package api is batteryswap's HTTP face: the Echo server with the REST API
+// of /api/v1, the live streams (SSE, WebSocket, long-poll, NDJSON) over a
+// stream subscription, the operations endpoints and the dashboard. Handlers
+// are thin: bind, validate, one call into the store or the hub, render.
+package api
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"batteryswap/models"
+	"batteryswap/stream"
+)
+
+// Store is what the API needs from persistence.
+type Store interface {
+	CreateUser(ctx context.Context, email, name, passwordHash string, role models.Role) (*models.User, error)
+	FindUserByEmail(ctx context.Context, email string) (*models.User, error)
+	FindUserByID(ctx context.Context, id int64) (*models.User, error)
+
+	ListStations(ctx context.Context, p models.Page) ([]models.Station, error)
+	AllStations(ctx context.Context) ([]models.Station, error)
+	FindStationByID(ctx context.Context, id int64) (*models.Station, error)
+	StationExists(ctx context.Context, id int64) (bool, error)
+	CreateStation(ctx context.Context, in models.StationInput) (*models.Station, error)
+	UpdateStation(ctx context.Context, id int64, p models.StationPatch) (*models.Station, error)
+
+	ListBatteries(ctx context.Context, stationID int64, p models.Page) ([]models.Battery, error)
+	AddBattery(ctx context.Context, stationID int64, in models.BatteryInput) (*models.Battery, error)
+	UpdateBattery(ctx context.Context, id int64, p models.BatteryPatch) (*models.Battery, error)
+
+	CreateBooking(ctx context.Context, userID, stationID int64, idemKey string) (*models.Booking, bool, error)
+	FindBookingByID(ctx context.Context, id int64) (*models.Booking, error)
+	ListBookings(ctx context.Context, f models.BookingFilter) ([]models.Booking, error)
+	CollectBooking(ctx context.Context, id int64, user *models.User, ret *models.ReturnPack) (*models.Booking, error)
+	CancelBooking(ctx context.Context, id int64, actor *models.User) (*models.Booking, error)
+
+	ListNotifications(ctx context.Context, userID int64, unread bool, p models.Page) ([]models.Notification, error)
+	UnreadNotifications(ctx context.Context, userID int64, limit int) ([]models.Notification, error)
+	MarkNotificationRead(ctx context.Context, id, userID int64) (*models.Notification, error)
+	CreateNotification(ctx context.Context, in models.NotificationInput) (*models.Notification, error)
+
+	Ping(ctx context.Context) error
+}
+
+// Pinger is a dependency that /readyz checks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config tunes the server. Zero values take the documented defaults.
+type Config struct {
+	// JWTSecret signs access tokens (HMAC-SHA256). Required.
+	JWTSecret []byte
+	// TokenTTL is how long an access token is valid (default 24h).
+	TokenTTL time.Duration
+	// AllowedOrigins may open WebSockets and make credentialed CORS
+	// requests; empty means same origin only.
+	AllowedOrigins []string
+	// HeartbeatInterval is how often an idle stream gets a keep-alive.
+	HeartbeatInterval time.Duration
+	// AuthRateLimit is requests per second per client address on the auth
+	// endpoints (burst 4x); BookingRateLimit per user on booking writes.
+	// Negative disables; zero takes the default (5 and 10).
+	AuthRateLimit, BookingRateLimit float64
+	// MaxStreamsPerClient caps open streams per client (default 32).
+	MaxStreamsPerClient int
+	// BcryptCost is the password hashing cost (default bcrypt.DefaultCost).
+	BcryptCost int
+	// Web is the dashboard served at "/"; nil serves nothing there.
+	Web fs.FS
+	// OpenAPI is the document served at /openapi.yaml.
+	OpenAPI []byte
+	// Logger receives request and error logs.
+	Logger *slog.Logger
+	// Registry receives the HTTP and booking metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// StreamMetrics counts stream traffic; nil disables.
+	StreamMetrics *stream.Metrics
+}
+
+// Server is the Echo application.
+type Server struct {
+	echo    *echo.Echo
+	store   Store
+	hub     *stream.Hub
+	broker  Pinger
+	cfg     Config
+	log     *slog.Logger
+	metrics *httpMetrics
+	streams *streamLimiter
+
+	// drain ends when the server starts shutting down; open streams end
+	// with it so that their clients reconnect elsewhere.
+	drain      context.Context
+	startDrain context.CancelFunc
+}
+
+// New builds the server and its routes.
+func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 24 * time.Hour
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 15 * time.Second
+	}
+	if cfg.AuthRateLimit == 0 {
+		cfg.AuthRateLimit = 5
+	}
+	if cfg.BookingRateLimit == 0 {
+		cfg.BookingRateLimit = 10
+	}
+	if cfg.MaxStreamsPerClient <= 0 {
+		cfg.MaxStreamsPerClient = 32
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{echo: e, store: st, hub: hub, broker: broker, cfg: cfg, log: cfg.Logger,
+		metrics: newHTTPMetrics(cfg.Registry), streams: newStreamLimiter(cfg.MaxStreamsPerClient)}
+	s.drain, s.startDrain = context.WithCancel(context.Background())
+	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+
+	e.Pre(middleware.RemoveTrailingSlashWithConfig(middleware.TrailingSlashConfig{
+		Skipper: func(c echo.Context) bool { return c.Request().URL.Path == "/" },
+	}))
+	e.Use(middleware.RequestID())
+	e.Use(s.logRequests)
+	e.Use(s.recoverPanics)
+	e.Use(s.cors())
+	e.Use(middleware.BodyLimit("1M"))
+	e.Use(s.requireJSONForWrites)
+
+	s.registerOpsRoutes()
+	v1 := e.Group("/api/v1")
+	s.registerAuthRoutes(v1)
+	s.registerStationRoutes(v1)
+	s.registerBatteryRoutes(v1)
+	s.registerBookingRoutes(v1)
+	s.registerNotificationRoutes(v1)
+	s.registerStreamRoutes()
+	s.registerWebRoutes()
+	return s
+}
+
+// Handler is the server as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Echo exposes the router, for tests that list routes.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Drain ends every open stream (its client reconnects, elsewhere, with its
+// cursor) and refuses new ones; called first on shutdown.
+func (s *Server) Drain() { s.startDrain() }
+
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.Error("panic in handler", "panic", r, "route", c.Path(), "request_id", requestID(c))
+				err = models.Errorf(models.CodeInternal, "internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+// logRequests writes one structured line per request and observes its
+// duration. The query string is left out: it may carry an access_token.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		d := time.Since(start)
+		status := c.Response().Status
+		s.metrics.observe(c.Request().Method, c.Path(), status, d)
+		s.log.Info("request", "method", c.Request().Method, "path", c.Request().URL.Path, "route", c.Path(),
+			"status", status, "duration_ms", d.Milliseconds(), "request_id", requestID(c))
+		return nil
+	}
+}
+
+// requireJSONForWrites refuses state-changing requests that carry a
+// non-JSON content type, so a cross-site HTML form cannot forge them with
+// the session cookie.
+func (s *Server) requireJSONForWrites(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			if ct := r.Header.Get(echo.HeaderContentType); ct != "" && !isJSON(ct) {
+				return models.Errorf(models.CodeUnsupportedMedia, "the body must be JSON (Content-Type: application/json)")
+			}
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) cors() echo.MiddlewareFunc {
+	return middleware.CORSWithConfig(middleware.CORSConfig{
+		Skipper:          func(echo.Context) bool { return len(s.cfg.AllowedOrigins) == 0 },
+		AllowOrigins:     s.cfg.AllowedOrigins,
+		AllowMethods:     []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodOptions},
+		AllowHeaders:     []string{echo.HeaderAuthorization, echo.HeaderContentType, "Idempotency-Key", "Last-Event-ID"},
+		AllowCredentials: true,
+		MaxAge:           600,
+	})
+}
+
+// originAllowed reports whether a browser origin may open a WebSocket: the
+// same host, or one of ALLOWED_ORIGINS.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	host := origin
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	return strings.EqualFold(host, r.Host)
+}

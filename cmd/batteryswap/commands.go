@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"batteryswap/api"
+	"batteryswap/models"
+	"batteryswap/store"
+)
+
+func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
+	return store.Open(ctx, cfg.DatabaseURL, store.Options{
+		ReadyCharge: cfg.ReadyCharge, BookingHold: cfg.BookingHold, BookingWarn: cfg.BookingWarn, Logger: newLogger(cfg, io.Discard),
+	})
+}
+
+func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, fs, err := parse("migrate", args, getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	dir := "up"
+	if fs.NArg() > 0 {
+		dir = fs.Arg(0)
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	switch dir {
+	case "up":
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "migrations applied")
+	case "down":
+		if err := s.MigrateDown(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "rolled back one migration")
+	case "status":
+		return s.MigrationStatus(ctx, stdout)
+	default:
+		return fmt.Errorf("migrate: unknown direction %q (up, down or status)", dir)
+	}
+	return nil
+}
+
+func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var stationID int64
+	var message string
+	cfg, _, err := parse("broadcast", args, getenv, stderr, func(fs *flag.FlagSet) {
+		fs.Int64Var(&stationID, "station-id", 0, "only this station (default: every station)")
+		fs.StringVar(&message, "message", "test broadcast", "message carried by the test event")
+	})
+	if err != nil {
+		return err
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	n, err := s.BroadcastTest(ctx, stationID, message)
+	if err != nil {
+		return err
+	}
+	// The events wait in the outbox; the relay of a running instance
+	// publishes them to every instance (NOTIFY wakes it on PostgreSQL).
+	fmt.Fprintf(stdout, "queued %d test inventory_update event(s)\n", n)
+	return nil
+}
+
+func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return fmt.Errorf("usage: batteryswap users create --email E --password P [--name N] [--admin]")
+	}
+	var email, password, name string
+	var admin bool
+	cfg, _, err := parse("users create", args[1:], getenv, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "e-mail address (required)")
+		fs.StringVar(&password, "password", "", "password, 8+ characters (required)")
+		fs.StringVar(&name, "name", "", "display name (default: the part of the e-mail before @)")
+		fs.BoolVar(&admin, "admin", false, "make the user an admin")
+	})
+	if err != nil {
+		return err
+	}
+	email = models.NormalizeEmail(email)
+	if name == "" {
+		name, _, _ = strings.Cut(email, "@")
+	}
+	if err := models.ValidateRegistration(email, password, name); err != nil {
+		return describe(err)
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if cfg.AutoMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	hash, err := api.HashPassword(password, 0)
+	if err != nil {
+		return err
+	}
+	role := models.RoleUser
+	if admin {
+		role = models.RoleAdmin
+	}
+	u, err := s.CreateUser(ctx, email, name, hash, role)
+	if err != nil {
+		return describe(err)
+	}
+	fmt.Fprintf(stdout, "created %s user %d <%s>\n", u.Role, u.ID, u.Email)
+	return nil
+}
+
+// describe renders a domain error for a terminal.
+func describe(err error) error {
+	var b strings.Builder
+	b.WriteString(err.Error())
+	if e, ok := err.(*models.Error); ok {
+		for f, m := range e.Fields {
+			fmt.Fprintf(&b, "\n  %s: %s", f, m)
+		}
+	}
+	return fmt.Errorf("%s", b.String())
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of the binary: defaults < environment < flags.
+type Config struct {
+	Addr              string
+	DatabaseURL       string
+	RedisURL          string
+	JWTSecret         string
+	AdminEmail        string
+	AdminPassword     string
+	BookingHold       time.Duration
+	BookingWarn       time.Duration
+	AllowedOrigins    []string
+	ReadyCharge       int
+	HeartbeatInterval time.Duration
+	HistoryRetention  time.Duration
+	AutoMigrate       bool
+	ShutdownTimeout   time.Duration
+	AuthRateLimit     float64
+	BookingRateLimit  float64
+	MaxStreams        int
+	StreamQueue       int
+	LogLevel          string
+	LogFormat         string
+}
+
+// setting is one configuration entry: its environment name, its flag name,
+// its default and where it goes.
+type setting struct {
+	env, flag, def, help string
+	set                  func(c *Config, v string) error
+}
+
+func str(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("must be a positive Go duration like 15m")
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+var settings = []setting{
+	{"ADDR", "addr", ":8080", "listen address", str(func(c *Config) *string { return &c.Addr })},
+	{"DATABASE_URL", "database-url", "", "postgres://… or sqlite://PATH (default: embedded SQLite file batteryswap.db)", str(func(c *Config) *string { return &c.DatabaseURL })},
+	{"REDIS_URL", "redis-url", "", "redis://… for Redis pub/sub (default: in-process broker)", str(func(c *Config) *string { return &c.RedisURL })},
+	{"JWT_SECRET", "jwt-secret", "", "HMAC key for access tokens (default: random per start)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"ADMIN_EMAIL", "admin-email", "", "bootstrap admin e-mail", str(func(c *Config) *string { return &c.AdminEmail })},
+	{"ADMIN_PASSWORD", "admin-password", "", "bootstrap admin password", str(func(c *Config) *string { return &c.AdminPassword })},
+	{"BOOKING_HOLD", "booking-hold", "15m", "how long a booking holds a battery", dur(func(c *Config) *time.Duration { return &c.BookingHold })},
+	{"BOOKING_WARN", "booking-warn", "3m", "how long before expiry the holder is warned", dur(func(c *Config) *time.Duration { return &c.BookingWarn })},
+	{"ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins for WebSockets and CORS (default: same origin)", func(c *Config, v string) error {
+		c.AllowedOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, strings.TrimSuffix(o, "/"))
+			}
+		}
+		return nil
+	}},
+	{"READY_CHARGE", "ready-charge", "80", "charge percent at which a battery is ready", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return fmt.Errorf("must be a whole number from 1 to 100")
+		}
+		c.ReadyCharge = n
+		return nil
+	}},
+	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "keep-alive interval of idle streams", dur(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
+	{"HISTORY_RETENTION", "history-retention", "24h", "how long events are kept for resume", dur(func(c *Config) *time.Duration { return &c.HistoryRetention })},
+	{"AUTO_MIGRATE", "auto-migrate", "true", "serve applies pending migrations at start", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("must be true or false")
+		}
+		c.AutoMigrate = b
+		return nil
+	}},
+	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long SIGTERM waits for in-flight requests", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"AUTH_RATE_LIMIT", "auth-rate-limit", "5", "auth requests per second per client address (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.AuthRateLimit })},
+	{"BOOKING_RATE_LIMIT", "booking-rate-limit", "10", "booking writes per second per user (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.BookingRateLimit })},
+	{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "32", "open streams per user or address", intSetting(func(c *Config) *int { return &c.MaxStreams })},
+	{"STREAM_QUEUE", "stream-queue", "1024", "events a subscriber may fall behind before it is disconnected", intSetting(func(c *Config) *int { return &c.StreamQueue })},
+	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"LOG_FORMAT", "log-format", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+}
+
+func floatSetting(dst func(*Config) *float64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || (f < 0 && f != -1) || f == 0 {
+			return fmt.Errorf("must be a positive number, or -1 to disable")
+		}
+		*dst(c) = f
+		return nil
+	}
+}
+
+func intSetting(dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("must be a positive whole number")
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+// loadConfig applies defaults, then the environment, then the flags of fs
+// (which must have been registered with registerFlags and parsed).
+func loadConfig(getenv func(string) string, flags map[string]*string) (Config, error) {
+	var c Config
+	for _, s := range settings {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		if f := flags[s.flag]; f != nil && *f != "" {
+			v = *f
+		}
+		if err := s.set(&c, v); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", s.env, v, err)
+		}
+	}
+	return c, nil
+}
+
+// registerFlags adds a flag per setting to fs; an empty flag means "not given".
+func registerFlags(fs *flag.FlagSet) map[string]*string {
+	out := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		out[s.flag] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def))
+	}
+	return out
+}
+

@@ -1,0 +1,79 @@
+// Command batteryswap runs the battery-swap booking service and its tools:
+// serve (the default), migrate, broadcast, watch and users.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "batteryswap:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `batteryswap — battery-swap booking service
+
+Usage:
+  batteryswap [serve] [flags]                 run the HTTP server (default)
+  batteryswap migrate [up|down|status]        apply or inspect SQL migrations
+  batteryswap broadcast [--station-id N] [--message TEXT]
+                                              publish a test inventory_update
+  batteryswap watch URL                       follow a live stream, one JSON line per event
+  batteryswap users create --email E --password P [--name N] [--admin]
+
+Every command takes the configuration flags; run "batteryswap serve -h" to list them.
+`
+
+// run dispatches a sub-command. It is main without the process: tests call it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, args, getenv, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args, getenv, stdout, stderr)
+	case "broadcast":
+		return cmdBroadcast(ctx, args, getenv, stdout, stderr)
+	case "watch":
+		return cmdWatch(ctx, args, getenv, stdout, stderr)
+	case "users":
+		return cmdUsers(ctx, args, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// parse registers the configuration flags plus extra ones on a new flag set,
+// parses args and loads the configuration.
+func parse(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flags := registerFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	cfg, err := loadConfig(getenv, flags)
+	return cfg, fs, err
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"batteryswap/api"
+	"batteryswap/store"
+	"batteryswap/stream"
+	"batteryswap/web"
+)
+
+// expirySweep is how often each instance warns and expires due bookings.
+const expirySweep = time.Second
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, _, err := parse("serve", args, getenv, stderr, nil)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, stderr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		a.close()
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.serve(ln) }()
+	a.log.Info("listening on "+ln.Addr().String(), "addr", ln.Addr().String(), "database", a.store.Dialect(), "broker", a.brokerName())
+	select {
+	case err := <-serveErr:
+		a.close()
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down: draining streams and in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = a.shutdown(sctx)
+	if err != nil {
+		return err
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+// app is one running instance: store, broker, hub, relay, background loops
+// and the HTTP server, wired together.
+type app struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	rdb    *redis.Client
+	broker stream.Broker
+	hub    *stream.Hub
+	api    *api.Server
+	http   *http.Server
+
+	stopBG context.CancelFunc
+	bg     sync.WaitGroup
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	o := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(cfg.LogFormat, "json") {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+// newApp opens everything and starts the background loops (relay, janitor,
+// expiry); serve then accepts connections.
+func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error) {
+	log := newLogger(cfg, logw)
+	a := &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		secret = []byte(hex.EncodeToString(b))
+		log.Warn("JWT_SECRET is not set: using a random key, so tokens end with this process and are not shared between instances")
+	}
+	if a.store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{
+		ReadyCharge: cfg.ReadyCharge, BookingHold: cfg.BookingHold, BookingWarn: cfg.BookingWarn, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	if cfg.AutoMigrate {
+		if err = a.store.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AdminEmail != "" && cfg.AdminPassword != "" {
+		if err = a.ensureAdmin(ctx); err != nil {
+			return nil, err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := stream.NewMetrics(reg)
+	if cfg.RedisURL != "" {
+		opt, perr := redis.ParseURL(cfg.RedisURL)
+		if perr != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", perr)
+		}
+		a.rdb = redis.NewClient(opt)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = a.rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("connect to redis: %w", err)
+		}
+		a.broker = stream.NewRedisBroker(a.rdb, stream.RedisOptions{Logger: log})
+	} else {
+		a.broker = stream.NewMemoryBroker()
+	}
+	a.hub = stream.NewHub(a.broker, a.store, stream.HubOptions{QueueSize: cfg.StreamQueue, Logger: log, Metrics: metrics})
+	a.api = api.New(api.Config{
+		JWTSecret: secret, AllowedOrigins: cfg.AllowedOrigins, HeartbeatInterval: cfg.HeartbeatInterval,
+		AuthRateLimit: cfg.AuthRateLimit, BookingRateLimit: cfg.BookingRateLimit, MaxStreamsPerClient: cfg.MaxStreams,
+		Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
+	}, a.store, a.hub, a.broker)
+	a.http = &http.Server{
+		Handler:           a.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	bg, stop := context.WithCancel(context.Background())
+	a.stopBG = stop
+	relay := stream.NewRelay(a.store, a.broker, stream.RelayOptions{Logger: log, Metrics: metrics})
+	a.goBG(func() { _ = relay.Run(bg) })
+	a.goBG(func() { stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log) })
+	a.goBG(func() { a.expireLoop(bg) })
+	return a, nil
+}
+
+func janitorInterval(retention time.Duration) time.Duration {
+	return min(max(retention/10, time.Second), 10*time.Minute)
+}
+
+func (a *app) goBG(fn func()) {
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		fn()
+	}()
+}
+
+func (a *app) brokerName() string {
+	if a.rdb != nil {
+		return "redis"
+	}
+	return "memory"
+}
+
+func (a *app) ensureAdmin(ctx context.Context) error {
+	hash, err := api.HashPassword(a.cfg.AdminPassword, 0)
+	if err != nil {
+		return err
+	}
+	name, _, _ := strings.Cut(a.cfg.AdminEmail, "@")
+	u, err := a.store.EnsureAdmin(ctx, a.cfg.AdminEmail, name, hash)
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	a.log.Info("bootstrap admin ready", "user_id", u.ID)
+	return nil
+}
+
+// expireLoop warns and expires due bookings. Every instance runs it; the
+// store's conditional updates make each warning and expiry happen once.
+func (a *app) expireLoop(ctx context.Context) {
+	t := time.NewTicker(expirySweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := a.store.WarnExpiring(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("booking warning sweep failed", "err", err)
+		}
+		if _, err := a.store.ExpireDue(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("booking expiry sweep failed", "err", err)
+		}
+	}
+}
+
+func (a *app) serve(ln net.Listener) error {
+	err := a.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// shutdown drains in the documented order: streams are told to end (their
+// clients reconnect elsewhere with their cursor), the listener closes and
+// in-flight requests finish, then the background loops, the hub, the
+// broker and the database close.
+func (a *app) shutdown(ctx context.Context) error {
+	a.api.Drain()
+	a.hub.Close()
+	err := a.http.Shutdown(ctx)
+	a.close()
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// close releases everything newApp opened; it is safe on a partial app.
+func (a *app) close() {
+	if a.stopBG != nil {
+		a.stopBG()
+		a.bg.Wait()
+	}
+	if a.hub != nil {
+		a.hub.Close()
+	}
+	if a.broker != nil {
+		_ = a.broker.Close()
+	}
+	if a.rdb != nil {
+		_ = a.rdb.Close()
+	}
+	if a.store != nil {
+		_ = a.store.Close()
+	}
+}
+
