@@ -33,7 +33,6 @@ const (
 	CodeMethodNotAllowed    Code = "method_not_allowed"
 	CodeServiceUnavailable  Code = "service_unavailable"
 	CodeInternal            Code = "internal"
-	CodeTooManyStreams      Code = "too_many_streams"
 	CodeIdempotencyMismatch Code = "idempotency_key_reused"
 )
 

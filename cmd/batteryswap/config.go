@@ -148,4 +148,3 @@ func registerFlags(fs *flag.FlagSet) map[string]*string {
 	}
 	return out
 }
-

@@ -156,7 +156,9 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	a.stopBG = stop
 	relay := stream.NewRelay(a.store, a.broker, stream.RelayOptions{Logger: log, Metrics: metrics})
 	a.goBG(func() { _ = relay.Run(bg) })
-	a.goBG(func() { stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log) })
+	a.goBG(func() {
+		stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log)
+	})
 	a.goBG(func() { a.expireLoop(bg) })
 	return a, nil
 }
@@ -256,4 +258,3 @@ func (a *app) close() {
 		_ = a.store.Close()
 	}
 }
-
