@@ -214,10 +214,10 @@ func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([
 // with one that cannot be resumed (older than retention, or unknown), it
 // returns the opening events: connection_established (fresh only) and a
 // snapshot, both carrying the cursor the stream continues from.
-func (s *Server) open(ctx context.Context, req *streamRequest) (*stream.Subscription, []*stream.Message, error) {
+func (s *Server) open(ctx context.Context, req *streamRequest) (_ *stream.Subscription, intro []*stream.Message, head int64, _ error) {
 	sub, err := s.hub.Subscribe(ctx, req.topics)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	// The subscription is live before the head is read, so every event
 	// after the head reaches it, and the snapshot read after the head
@@ -225,24 +225,23 @@ func (s *Server) open(ctx context.Context, req *streamRequest) (*stream.Subscrip
 	last, trimmed, err := s.hub.Head(ctx)
 	if err != nil {
 		sub.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if req.hasCursor && req.cursor >= trimmed && req.cursor <= last {
 		sub.Start(req.cursor)
-		return sub, nil, nil
+		return sub, nil, last, nil
 	}
-	var intro []*stream.Message
 	if !req.hasCursor {
 		intro = append(intro, s.synthetic(last, models.EventConnectionEstablished, req.topics, s.establishedFields(req, last)))
 	}
 	snap, err := s.snapshotFields(ctx, req, req.hasCursor)
 	if err != nil {
 		sub.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	intro = append(intro, s.synthetic(last, models.EventSnapshot, req.topics, snap))
 	sub.Start(last)
-	return sub, intro, nil
+	return sub, intro, last, nil
 }
 
 func (s *Server) synthetic(seq int64, typ string, topics []models.Topic, fields map[string]any) *stream.Message {
@@ -336,7 +335,7 @@ func (s *Server) serveStream(c echo.Context, req *streamRequest) error {
 		fw = ndjsonWriter
 	}
 	ctx := c.Request().Context()
-	sub, intro, err := s.open(ctx, req)
+	sub, intro, _, err := s.open(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -430,7 +429,7 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 	ctx := c.Request().Context()
 	s.cfg.StreamMetrics.StreamOpened(transportPoll)
 	defer s.cfg.StreamMetrics.StreamClosed(transportPoll)
-	sub, intro, err := s.open(ctx, req)
+	sub, intro, head, err := s.open(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -441,8 +440,13 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 		events = append(events, m.Data())
 		last = m.Seq()
 	}
-	if len(events) == 0 && req.timeout > 0 {
-		wctx, cancel := context.WithTimeout(ctx, req.timeout)
+	wait := req.timeout
+	if wait == 0 && len(intro) == 0 && req.cursor < head {
+		// Even an immediate answer reads the history after the cursor.
+		wait = time.Second
+	}
+	if len(events) == 0 && wait > 0 {
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := sub.Next(wctx)
 		cancel()
 		switch {
@@ -482,7 +486,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 		return models.Errorf(models.CodeForbidden, "origin %q may not open a WebSocket here", r.Header.Get("Origin"))
 	}
 	ctx := r.Context()
-	sub, intro, err := s.open(ctx, req)
+	sub, intro, _, err := s.open(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// DB is the GORM handle, for tests and tools that inspect the database.
+func (s *Store) DB() *gorm.DB { return s.db }
+
 // Dialect is "postgres" or "sqlite".
 func (s *Store) Dialect() string { return s.dialect.name }
 
