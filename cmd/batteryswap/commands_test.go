@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"batteryswap/sseclient"
+	"batteryswap/store/storetest"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		flags []string
+		want  func(Config) bool
+		err   string
+	}{
+		{name: "defaults", want: func(c Config) bool {
+			return c.Addr == ":8080" && c.BookingHold == 15*time.Minute && c.BookingWarn == 3*time.Minute && c.ReadyCharge == 80 &&
+				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == ""
+		}},
+		{name: "environment", env: map[string]string{"ADDR": ":9000", "BOOKING_HOLD": "1m", "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "AUTO_MIGRATE": "false"},
+			want: func(c Config) bool {
+				return c.Addr == ":9000" && c.BookingHold == time.Minute && !c.AutoMigrate &&
+					strings.Join(c.AllowedOrigins, " ") == "https://a.example https://b.example"
+			}},
+		{name: "flags win", env: map[string]string{"ADDR": ":9000"}, flags: []string{"--addr", ":9100", "--ready-charge", "90"},
+			want: func(c Config) bool { return c.Addr == ":9100" && c.ReadyCharge == 90 }},
+		{name: "bad duration", env: map[string]string{"BOOKING_HOLD": "soon"}, err: "BOOKING_HOLD"},
+		{name: "bad charge", flags: []string{"--ready-charge", "101"}, err: "READY_CHARGE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := parse("serve", tt.flags, envOf(tt.env), io.Discard, nil)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !tt.want(cfg) {
+				t.Fatalf("config = %+v, %v", cfg, err)
+			}
+		})
+	}
+}
+
+func TestCommandsMigrateUsersBroadcast(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "cli.db")
+	env := envOf(map[string]string{"DATABASE_URL": db})
+	ctx := context.Background()
+	var out, errb bytes.Buffer
+	if err := run(ctx, []string{"migrate", "up"}, env, &out, &errb); err != nil {
+		t.Fatalf("migrate up: %v %s", err, errb.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"migrate", "status"}, env, &out, &errb); err != nil || !strings.Contains(out.String(), "applied") {
+		t.Fatalf("migrate status: %v %q", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"users", "create", "--email", "Op@Example.com", "--password", "operator-pass", "--admin"}, env, &out, &errb); err != nil {
+		t.Fatalf("users create: %v", err)
+	}
+	if !strings.Contains(out.String(), "created admin user") || !strings.Contains(out.String(), "op@example.com") {
+		t.Fatalf("users create said %q", out.String())
+	}
+	err := run(ctx, []string{"users", "create", "--email", "op@example.com", "--password", "operator-pass"}, env, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "email_taken") {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	err = run(ctx, []string{"users", "create", "--email", "x@example.com", "--password", "short"}, env, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "password") {
+		t.Fatalf("short password: %v", err)
+	}
+	err = run(ctx, []string{"broadcast", "--station-id", "7"}, env, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("broadcast to an unknown station: %v", err)
+	}
+	if err := run(ctx, []string{"frobnicate"}, env, &out, &errb); err == nil {
+		t.Fatal("unknown command accepted")
+	}
+}
+
+// TestBroadcastReachesEveryInstance runs the broadcast command against the
+// shared PostgreSQL while two instances serve streams.
+func TestBroadcastReachesEveryInstance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-instance test")
+	}
+	a, b, w := cluster(t)
+	sa := subscribeSSE(t, a.url+"/stream/stations", sseclient.Options{})
+	sb := subscribeSSE(t, b.url+fmt.Sprintf("/stream/stations/%d", w.station), sseclient.Options{})
+	for _, ch := range []<-chan ev{sa, sb} {
+		next(t, ch)
+		next(t, ch)
+	}
+	var out bytes.Buffer
+	env := envOf(map[string]string{"DATABASE_URL": a.app.cfg.DatabaseURL})
+	if err := run(context.Background(), []string{"broadcast", "--message", "hello riders"}, env, &out, io.Discard); err != nil {
+		t.Fatalf("broadcast: %v", err)
+	}
+	if !strings.Contains(out.String(), "queued 1 ") {
+		t.Fatalf("broadcast said %q", out.String())
+	}
+	ea, eb := next(t, sa), next(t, sb)
+	for _, e := range []ev{ea, eb} {
+		if e.Type != "inventory_update" || e.Data["action"] != "test" || e.Data["message"] != "hello riders" || e.Data["available_batteries"] != 1.0 {
+			t.Fatalf("broadcast event = %v", e.Data)
+		}
+	}
+	if ea.ID != eb.ID {
+		t.Fatalf("ids differ between instances: %d %d", ea.ID, eb.ID)
+	}
+}
+
+func singleInstance(t *testing.T, extra map[string]string) *instance {
+	t.Helper()
+	cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
+	for k, v := range extra {
+		for _, s := range settings {
+			if s.env == k {
+				if err := s.set(&cfg, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	return startInstance(t, cfg)
+}
+
+func metric(t *testing.T, in *instance, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(in.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+]+)$`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// TestSlowConsumerIsDroppedWithoutHarmingOthers: a client that stops reading
+// fills its bounded queue and is disconnected; a reading client on the same
+// topic gets every event, and the hub forgets the slow one.
+func TestSlowConsumerIsDroppedWithoutHarmingOthers(t *testing.T) {
+	in := singleInstance(t, map[string]string{"STREAM_QUEUE": "4"})
+	w := setup(t, in, in.app.store)
+	fast := subscribeSSE(t, in.url+"/stream/stations", sseclient.Options{})
+	next(t, fast)
+	next(t, fast)
+
+	// The slow client sends its request and never reads a byte.
+	conn, err := net.Dial("tcp", in.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /stream/stations/%d HTTP/1.1\r\nHost: test\r\n\r\n", w.station)
+	deadline := time.Now().Add(10 * time.Second)
+	for in.app.hub.Subscribers() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("slow subscriber never registered")
+		}
+		time.Sleep(10 * time.Millisecond) // waiting for the server to accept it, with a deadline
+	}
+
+	// Enough big events to fill the socket buffers and then the queue.
+	const n = 300
+	big := strings.Repeat("x", 64<<10)
+	for i := 0; i < n; i++ {
+		if _, err := in.app.store.BroadcastTest(context.Background(), w.station, fmt.Sprintf("%d %s", i, big)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prev := int64(0)
+	for i := 0; i < n; i++ {
+		e := next(t, fast)
+		if e.ID <= prev || !strings.HasPrefix(fmt.Sprint(e.Data["message"]), strconv.Itoa(i)+" ") {
+			t.Fatalf("fast subscriber: event %d is %d %.20v", i, e.ID, e.Data["message"])
+		}
+		prev = e.ID
+	}
+	for metric(t, in, "batteryswap_slow_consumer_disconnects_total") < 1 || in.app.hub.Subscribers() != 1 {
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("slow consumer not dropped: %d subscribers", in.app.hub.Subscribers())
+		}
+		time.Sleep(20 * time.Millisecond) // the hub drops it on the broker's goroutine
+	}
+}
+
+// TestShutdownEndsStreamsAndLeaksNothing: SIGTERM's path closes open SSE,
+// WebSocket and long-poll streams, returns within its timeout and leaves no
+// goroutine behind.
+func TestShutdownEndsStreamsAndLeaksNothing(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
+	a, err := newApp(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- a.serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+
+	ended := make(chan string, 3)
+	open := func(name, path string) {
+		resp, err := client.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ended <- name
+		}()
+	}
+	open("sse", "/stream/stations")
+	open("ndjson", "/stream/stations?format=ndjson")
+	go func() {
+		resp, err := client.Get(url + "/stream/stations?transport=poll&timeout=60&since=0")
+		if err == nil {
+			resp.Body.Close()
+		}
+		ended <- "poll"
+	}()
+	for a.hub.Subscribers() < 3 {
+		time.Sleep(5 * time.Millisecond) // waiting for the streams to register
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	for range 3 {
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a stream stayed open after shutdown")
+		}
+	}
+}
