@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"batteryswap/sseclient"
+)
+
+// rawSSE opens an SSE request and returns the response and a line reader.
+func rawSSE(t *testing.T, url string, header map[string]string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	return resp, bufio.NewReader(resp.Body)
+}
+
+func readLine(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return strings.TrimRight(line, "\n")
+}
+
+func TestSSEWireFormatAndHeartbeat(t *testing.T) {
+	in := singleInstance(t, map[string]string{"HEARTBEAT_INTERVAL": "50ms"})
+	setup(t, in, in.app.store)
+	resp, r := rawSSE(t, in.url+"/stream/stations", nil)
+	for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if line := readLine(t, r); !strings.HasPrefix(line, "retry: ") {
+		t.Fatalf("first line %q, want retry:", line)
+	}
+	readLine(t, r)
+	want := []string{"id: 4", "event: connection_established"}
+	for _, w := range want {
+		if got := readLine(t, r); got != w {
+			t.Fatalf("line %q, want %q", got, w)
+		}
+	}
+	// Skip to the heartbeat that an idle stream gets.
+	for {
+		line := readLine(t, r)
+		if strings.HasPrefix(line, ":") {
+			break
+		}
+		if strings.HasPrefix(line, "id:") && line != "id: 4" {
+			t.Fatalf("unexpected event %q on an idle stream", line)
+		}
+	}
+}
+
+func TestStreamAuthAndPrivacy(t *testing.T) {
+	in := singleInstance(t, nil)
+	w := setup(t, in, in.app.store)
+	var other struct {
+		Token string `json:"token"`
+	}
+	call(t, "POST", in.url+"/api/v1/auth/register", "", map[string]string{"email": "other@example.com", "password": "otherpass", "name": "Other"}, &other)
+	tests := []struct {
+		name, path, token string
+		status            int
+		code              string
+	}{
+		{"notifications need a user", "/stream/notifications", "", 401, "unauthorized"},
+		{"bad token", "/stream/notifications?access_token=nope", "", 401, "unauthorized"},
+		{"another user's topic", fmt.Sprintf("/stream?topics=user:%d", w.riderID), other.Token, 403, "forbidden"},
+		{"notifications topic without auth", "/stream?topics=stations,notifications", "", 401, "unauthorized"},
+		{"unknown station", "/stream/stations/999", "", 404, "not_found"},
+		{"unknown topic", "/stream?topics=everything", "", 400, "invalid_request"},
+		{"no topics", "/stream", "", 422, "validation_failed"},
+		{"garbage cursor", "/stream/stations?transport=poll&since=-1", "", 400, "invalid_cursor"},
+		{"poll timeout too long", "/stream/stations?transport=poll&timeout=61", "", 422, "validation_failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			if got := call(t, "GET", in.url+tt.path, tt.token, nil, &e); got != tt.status || e.Error.Code != tt.code {
+				t.Fatalf("%s: %d %q, want %d %q", tt.path, got, e.Error.Code, tt.status, tt.code)
+			}
+		})
+	}
+
+	// The rider's own stream via the multiplexed URL carries only their events.
+	mine := subscribeSSE(t, in.url+"/stream?topics=notifications,station:"+strconv.FormatInt(w.station, 10), sseclient.Options{Headers: map[string]string{"Authorization": "Bearer " + w.rider}})
+	theirs := subscribeSSE(t, in.url+"/stream/notifications", sseclient.Options{Headers: map[string]string{"Authorization": "Bearer " + other.Token}})
+	for _, ch := range []<-chan ev{mine, theirs} {
+		next(t, ch)
+		next(t, ch)
+	}
+	call(t, "POST", in.url+"/api/v1/bookings", w.rider, map[string]any{"station_id": w.station}, nil)
+	got := until(t, mine, "booking_ready")
+	types := []string{}
+	for _, e := range got {
+		types = append(types, e.Type)
+	}
+	if strings.Join(types, ",") != "battery_booked,inventory_update,booking_confirmed,booking_ready" {
+		t.Fatalf("multiplexed stream got %v", types)
+	}
+	// A notification for the other user reaches only them.
+	call(t, "POST", in.url+"/api/v1/notifications", w.admin, map[string]any{"user_id": w.riderID + 1, "title": "Hi", "message": "for other", "level": "info"}, nil)
+	if e := next(t, theirs); e.Type != "notification" || e.Data["title"] != "Hi" {
+		t.Fatalf("other user's stream got %v", e.Data)
+	}
+	call(t, "POST", in.url+"/api/v1/notifications", w.admin, map[string]any{"user_id": w.riderID, "title": "Mine", "message": "for rider", "level": "warning"}, nil)
+	if e := next(t, mine); e.Type != "notification" || e.Data["title"] != "Mine" {
+		t.Fatalf("rider got %v (another user's notification leaked?)", e.Data)
+	}
+}
+
+func TestCursorPrecedenceAndRetentionReset(t *testing.T) {
+	in := singleInstance(t, nil)
+	w := setup(t, in, in.app.store)
+	for _, c := range []int{40, 90} {
+		call(t, "PATCH", in.url+fmt.Sprintf("/api/v1/batteries/%d", w.battery), w.admin, map[string]int{"charge_percent": c}, nil)
+	}
+	waitPublished(t, in, 6)
+	// Header 5 beats query 1: only event 6 comes.
+	_, r := rawSSE(t, in.url+"/stream/stations?last_event_id=1", map[string]string{"Last-Event-ID": "5"})
+	readLine(t, r)
+	readLine(t, r)
+	if got := readLine(t, r); got != "id: 6" {
+		t.Fatalf("resumed with %q, want id: 6", got)
+	}
+	// Trim history: a cursor older than retention gets a snapshot with reset.
+	if _, err := in.app.store.TrimBefore(context.Background(), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	events, last := poll(t, in.url+"/stream/stations?transport=poll&since=2")
+	if len(events) != 1 || events[0].Type != "snapshot" || events[0].Data["reset"] != true || last != "6" {
+		t.Fatalf("old cursor got %+v last %s", events, last)
+	}
+	// A cursor at the trim point still resumes (nothing lost).
+	events, _ = poll(t, in.url+"/stream/stations?transport=poll&since=6&timeout=0")
+	if len(events) != 0 {
+		t.Fatalf("cursor at head got %+v", events)
+	}
+}
+
+func TestWebSocketOriginCheck(t *testing.T) {
+	in := singleInstance(t, map[string]string{"ALLOWED_ORIGINS": "https://app.example"})
+	ctx := context.Background()
+	ws := strings.Replace(in.url, "http://", "ws://", 1)
+	_, resp, err := websocket.Dial(ctx, ws+"/ws/stations/", &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://evil.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("foreign origin: err %v, resp %v", err, resp)
+	}
+	conn, _, err := websocket.Dial(ctx, ws+"/ws/stations/", &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"https://app.example"}}})
+	if err != nil {
+		t.Fatalf("allowed origin refused: %v", err)
+	}
+	conn.CloseNow()
+}
