@@ -1,0 +1,54 @@
+package stream
+
+import (
+	"context"
+	"errors"
+
+	"batteryswap/models"
+)
+
+// ErrClosed is returned by a closed Broker, and by a Subscription whose Hub
+// closed (the process is shutting down: the client should reconnect and
+// resume with its last event id).
+var ErrClosed = errors.New("stream: closed")
+
+// Broker carries sequenced events from the relay to every instance's Hub.
+// Channels are per topic, so an instance receives only the topics its own
+// subscribers follow. Delivery is at most once per connection: events
+// published while the broker is disconnected are lost, which Handler.Resync
+// reports so the Hub can read them from the Outbox. All methods are safe for
+// concurrent use.
+type Broker interface {
+	// Publish sends ev, which must be sequenced, on every channel of
+	// ev.Topic.Channels(), all or none. Events published one after another
+	// by one goroutine are delivered in that order.
+	Publish(ctx context.Context, ev *models.Event) error
+	// Start hands the broker the Handler that receives what it delivers and
+	// begins delivering. It is called once, before Subscribe.
+	Start(h Handler)
+	// Subscribe joins the channels of topics and returns once they are
+	// active: every event published after it returns is delivered, until the
+	// matching Unsubscribe. Calls are counted per topic. On error (ctx ended,
+	// broker closed) nothing is joined.
+	Subscribe(ctx context.Context, topics ...models.Topic) error
+	// Unsubscribe undoes one Subscribe of topics; a channel is left when its
+	// count drops to zero.
+	Unsubscribe(topics ...models.Topic)
+	// Ping reports whether the broker can deliver events now (readiness).
+	Ping(ctx context.Context) error
+	// Close stops delivery and releases the broker's connections; Subscribe
+	// calls waiting return ErrClosed. It does not close a client it was given.
+	Close() error
+}
+
+// Handler receives what a Broker delivers. Its methods are called from one
+// goroutine at a time per broker connection and must not block on clients.
+type Handler interface {
+	// Deliver is called for each event published on a subscribed topic, with
+	// the topic of the channel it arrived on.
+	Deliver(topic models.Topic, m *Message)
+	// Resync is called after the broker lost its connection and joined its
+	// channels again, before any event of the new connection is delivered:
+	// events published in between were not delivered.
+	Resync()
+}

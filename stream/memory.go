@@ -1,0 +1,97 @@
+package stream
+
+import (
+	"context"
+	"sync"
+
+	"batteryswap/models"
+)
+
+var _ Broker = (*MemoryBroker)(nil)
+
+// MemoryBroker is the in-process Broker for a single instance: Publish hands
+// the event straight to the Handler, in the publisher's goroutine. It never
+// loses an event, so it never calls Resync.
+type MemoryBroker struct {
+	mu     sync.RWMutex
+	h      Handler
+	refs   map[models.Topic]int
+	closed bool
+}
+
+// NewMemoryBroker returns an empty in-process broker.
+func NewMemoryBroker() *MemoryBroker {
+	return &MemoryBroker{refs: make(map[models.Topic]int)}
+}
+
+// Publish implements Broker. The event is copied, so the caller may reuse ev.
+func (b *MemoryBroker) Publish(_ context.Context, ev *models.Event) error {
+	b.mu.RLock()
+	// The read lock is held while delivering so that a Subscribe that has
+	// returned sees every later Publish.
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	var m *Message
+	for _, t := range ev.Topic.Channels() {
+		if b.refs[t] == 0 || b.h == nil {
+			continue
+		}
+		if m == nil {
+			e := *ev
+			m = NewMessage(&e)
+		}
+		b.h.Deliver(t, m)
+	}
+	return nil
+}
+
+// Start implements Broker.
+func (b *MemoryBroker) Start(h Handler) {
+	b.mu.Lock()
+	b.h = h
+	b.mu.Unlock()
+}
+
+// Subscribe implements Broker; the subscription is active at once.
+func (b *MemoryBroker) Subscribe(_ context.Context, topics ...models.Topic) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	for _, t := range topics {
+		b.refs[t]++
+	}
+	return nil
+}
+
+// Unsubscribe implements Broker.
+func (b *MemoryBroker) Unsubscribe(topics ...models.Topic) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range topics {
+		if b.refs[t]--; b.refs[t] <= 0 {
+			delete(b.refs, t)
+		}
+	}
+}
+
+// Ping implements Broker.
+func (b *MemoryBroker) Ping(context.Context) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close implements Broker.
+func (b *MemoryBroker) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}

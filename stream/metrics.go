@@ -1,0 +1,93 @@
+package stream
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the stream collectors. A nil *Metrics is valid and records
+// nothing, so tests and tools can leave metrics out.
+type Metrics struct {
+	open          *prometheus.GaugeVec
+	published     prometheus.Counter
+	delivered     *prometheus.CounterVec
+	replayed      prometheus.Counter
+	slowConsumers prometheus.Counter
+	relayLag      prometheus.Histogram
+}
+
+// NewMetrics creates the collectors and registers them with reg; a nil reg
+// leaves them unregistered.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		open: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "batteryswap_stream_open",
+			Help: "Open live streams by transport.",
+		}, []string{"transport"}),
+		published: f.NewCounter(prometheus.CounterOpts{
+			Name: "batteryswap_events_published_total",
+			Help: "Events the relay published to the broker (a retried event counts again).",
+		}),
+		delivered: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "batteryswap_events_delivered_total",
+			Help: "Events written to stream clients, by transport.",
+		}, []string{"transport"}),
+		replayed: f.NewCounter(prometheus.CounterOpts{
+			Name: "batteryswap_events_replayed_total",
+			Help: "Events read back from the outbox to resume subscribers or catch up after a broker reconnect.",
+		}),
+		slowConsumers: f.NewCounter(prometheus.CounterOpts{
+			Name: "batteryswap_slow_consumer_disconnects_total",
+			Help: "Subscribers dropped because their queue was full.",
+		}),
+		relayLag: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "batteryswap_relay_lag_seconds",
+			Help:    "Time from an event's commit to its publication by the relay.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+	}
+}
+
+// StreamOpened counts a stream of the given transport (sse, websocket, poll,
+// ndjson) as open; the transport layer calls it, and StreamClosed when done.
+func (m *Metrics) StreamOpened(transport string) {
+	if m != nil {
+		m.open.WithLabelValues(transport).Inc()
+	}
+}
+
+// StreamClosed undoes StreamOpened.
+func (m *Metrics) StreamClosed(transport string) {
+	if m != nil {
+		m.open.WithLabelValues(transport).Dec()
+	}
+}
+
+// Delivered counts n events written to clients of a transport.
+func (m *Metrics) Delivered(transport string, n int) {
+	if m != nil {
+		m.delivered.WithLabelValues(transport).Add(float64(n))
+	}
+}
+
+func (m *Metrics) eventPublished(lag time.Duration) {
+	if m != nil {
+		m.published.Inc()
+		m.relayLag.Observe(max(lag, 0).Seconds())
+	}
+}
+
+func (m *Metrics) eventsReplayed(n int) {
+	if m != nil {
+		m.replayed.Add(float64(n))
+	}
+}
+
+func (m *Metrics) slowConsumer() {
+	if m != nil {
+		m.slowConsumers.Inc()
+	}
+}
