@@ -98,7 +98,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		body.Error = errorDetail{Code: models.CodeInternal, Message: "internal error"}
 		s.log.Error("request failed", "err", err, "method", c.Request().Method, "route", c.Path(), "request_id", requestID(c))
 	}
-	if status == http.StatusTooManyRequests && c.Response().Header().Get("Retry-After") == "" {
+	if (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && c.Response().Header().Get("Retry-After") == "" {
 		c.Response().Header().Set("Retry-After", "1")
 	}
 	if c.Request().Method == http.MethodHead {

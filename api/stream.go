@@ -26,6 +26,7 @@ const (
 	writeTimeout       = 10 * time.Second
 	retryAfter         = 2 * time.Second
 	snapshotUnreadMax  = 100
+	subscribeTimeout   = 5 * time.Second
 )
 
 // Transport names, as metrics label them.
@@ -215,7 +216,14 @@ func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([
 // returns the opening events: connection_established (fresh only) and a
 // snapshot, both carrying the cursor the stream continues from.
 func (s *Server) open(ctx context.Context, req *streamRequest) (_ *stream.Subscription, intro []*stream.Message, head int64, _ error) {
-	sub, err := s.hub.Subscribe(ctx, req.topics)
+	// While the broker reconnects (Redis down), Subscribe waits; a client
+	// is better told to come back than left hanging.
+	sctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
+	sub, err := s.hub.Subscribe(sctx, req.topics)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return nil, nil, 0, models.Errorf(models.CodeServiceUnavailable, "live events are unavailable right now; retry shortly")
+	}
 	if err != nil {
 		return nil, nil, 0, err
 	}
