@@ -97,6 +97,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *httpMetrics
 	streams *streamLimiter
+	// dummyHash is checked on logins of unknown accounts (see handleLogin).
+	dummyHash []byte
 
 	// drain ends when the server starts shutting down; open streams end
 	// with it so that their clients reconnect elsewhere.
@@ -130,10 +132,14 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, store: st, hub: hub, broker: broker, cfg: cfg, log: cfg.Logger,
-		metrics: newHTTPMetrics(cfg.Registry), streams: newStreamLimiter(cfg.MaxStreamsPerClient)}
+		metrics: newHTTPMetrics(cfg.Registry), streams: newStreamLimiter(cfg.MaxStreamsPerClient),
+		dummyHash: dummyHashFor(cfg.BcryptCost)}
 	s.drain, s.startDrain = context.WithCancel(context.Background())
 	e.HTTPErrorHandler = s.handleError
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Behind a proxy on a loopback or private address (nginx in compose),
+	// the client is the last untrusted address in X-Forwarded-For; a direct
+	// client's own address is used as is, so it cannot spoof the header.
+	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 
 	e.Pre(middleware.RemoveTrailingSlashWithConfig(middleware.TrailingSlashConfig{
 		Skipper: func(c echo.Context) bool { return c.Request().URL.Path == "/" },
@@ -142,7 +148,7 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	e.Use(s.logRequests)
 	e.Use(s.recoverPanics)
 	e.Use(s.cors())
-	e.Use(middleware.BodyLimit("1M"))
+	e.Use(middleware.BodyLimit("1MiB"))
 	e.Use(s.requireJSONForWrites)
 
 	s.registerOpsRoutes()

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"batteryswap/migrations"
 )
@@ -16,7 +17,16 @@ func (s *Store) provider() (*goose.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return goose.NewProvider(s.dialect.goose, s.sqlDB, sub)
+	var opts []goose.ProviderOption
+	if s.dialect.name == "postgres" {
+		// Instances that start together with AUTO_MIGRATE take turns.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	return goose.NewProvider(s.dialect.goose, s.sqlDB, sub, opts...)
 }
 
 // Migrate applies every pending migration.

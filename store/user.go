@@ -59,6 +59,15 @@ func (s *Store) FindUserByID(ctx context.Context, id int64) (*models.User, error
 // EnsureAdmin makes sure an admin with this e-mail exists: it creates one, or
 // promotes an existing account and sets its password hash.
 func (s *Store) EnsureAdmin(ctx context.Context, email, name, passwordHash string) (*models.User, error) {
+	u, err := s.ensureAdmin(ctx, email, name, passwordHash)
+	if isUniqueViolation(err) {
+		// Another instance created it at the same moment; now it exists.
+		u, err = s.ensureAdmin(ctx, email, name, passwordHash)
+	}
+	return u, translate(err, "user")
+}
+
+func (s *Store) ensureAdmin(ctx context.Context, email, name, passwordHash string) (*models.User, error) {
 	var out *models.User
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var r userRow
@@ -81,5 +90,5 @@ func (s *Store) EnsureAdmin(ctx context.Context, email, name, passwordHash strin
 		out = r.model()
 		return nil
 	})
-	return out, translate(err, "user")
+	return out, err
 }
