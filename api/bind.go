@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +27,10 @@ func bindJSON(c echo.Context, dst any, optional bool) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var he *echo.HTTPError
+		// A body without Content-Length meets the limit while it is read:
+		// the BodyLimit middleware's reader fails with its own 413.
+		if errors.As(err, &mbe) || errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
 			return models.Errorf(models.CodePayloadTooLarge, "request body is larger than 1 MiB")
 		}
 		return errInvalid("could not read the request body")
@@ -51,7 +55,32 @@ func bindJSON(c echo.Context, dst any, optional bool) error {
 	if dec.More() {
 		return errInvalid("the body must hold one JSON object")
 	}
+	if hasEscapedNUL(body) {
+		return errInvalid("strings must not contain NUL characters (\\u0000)")
+	}
 	return nil
+}
+
+// hasEscapedNUL reports whether a JSON text holds a \u0000 escape (raw NUL
+// bytes are not valid JSON). PostgreSQL cannot store NUL in text, so such
+// strings are refused up front, the same on every database, instead of
+// failing in the store as an internal error.
+func hasEscapedNUL(body []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(body[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		slashes := 0
+		for k := j - 1; k >= 0 && body[k] == '\\'; k-- {
+			slashes++
+		}
+		if slashes%2 == 0 { // the backslash starts an escape, not an escaped backslash
+			return true
+		}
+		i = j + 1
+	}
 }
 
 func isJSON(ct string) bool {
