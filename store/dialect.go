@@ -1,10 +1,15 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"strings"
+	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -45,9 +50,18 @@ func dialectFor(url string) (dialect, string) {
 
 func (d dialect) open(dsn string) gorm.Dialector {
 	if d.name == "postgres" {
-		return postgres.Open(dsn)
+		return postgres.New(postgres.Config{DSN: dsn, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionAfterConnect(scanTimesInUTC)}})
 	}
 	return sqlite.Open(dsn)
+}
+
+// scanTimesInUTC makes pgx read timestamptz columns as UTC instead of the
+// process's local zone, so that times leave the store (and reach clients)
+// in UTC whatever TZ the server runs in.
+func scanTimesInUTC(_ context.Context, conn *pgx.Conn) error {
+	conn.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
+		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+	return nil
 }
 
 func (d dialect) tune(db *sql.DB, opts Options) {
