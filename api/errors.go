@@ -24,6 +24,7 @@ var statusOf = map[models.Code]int{
 	models.CodeInvalidState:        http.StatusConflict,
 	models.CodeBatteryNotReady:     http.StatusConflict,
 	models.CodeConflict:            http.StatusConflict,
+	models.CodeIdempotencyMismatch: http.StatusConflict,
 	models.CodePayloadTooLarge:     http.StatusRequestEntityTooLarge,
 	models.CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
 	models.CodeValidationFailed:    http.StatusUnprocessableEntity,

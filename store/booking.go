@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,20 +13,22 @@ import (
 )
 
 type bookingRow struct {
-	ID                int64
-	UserID            int64
-	StationID         int64
-	BatteryID         int64
-	Status            string
-	IdempotencyKey    *string
-	ExpiresAt         time.Time
-	WarnedAt          *time.Time
-	ReadyAt           *time.Time
-	CollectedAt       *time.Time
-	CancelledAt       *time.Time
-	ReturnedBatteryID *int64
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	ID             int64
+	UserID         int64
+	StationID      int64
+	BatteryID      int64
+	Status         string
+	IdempotencyKey *string
+	// IdempotencyResponse is the booking as first answered, as JSON.
+	IdempotencyResponse *string
+	ExpiresAt           time.Time
+	WarnedAt            *time.Time
+	ReadyAt             *time.Time
+	CollectedAt         *time.Time
+	CancelledAt         *time.Time
+	ReturnedBatteryID   *int64
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
 }
 
 func (bookingRow) TableName() string { return "bookings" }
@@ -46,7 +49,7 @@ var activeStatuses = []string{string(models.BookingConfirmed), string(models.Boo
 // no_battery_available, active_booking_exists.
 func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idemKey string) (b *models.Booking, replayed bool, err error) {
 	if idemKey != "" {
-		if b, err := s.findByIdempotencyKey(ctx, userID, idemKey); err == nil {
+		if b, err := s.replay(ctx, userID, stationID, idemKey); err == nil {
 			return b, true, nil
 		} else if !models.IsCode(err, models.CodeNotFound) {
 			return nil, false, err
@@ -78,11 +81,20 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 		if ready {
 			row.Status, row.ReadyAt = string(models.BookingReady), &now
 		}
-		if idemKey != "" {
-			row.IdempotencyKey = &idemKey
-		}
 		if err := tx.Create(&row).Error; err != nil {
 			return err
+		}
+		if idemKey != "" {
+			first, err := json.Marshal(row.model())
+			if err != nil {
+				return err
+			}
+			answer := string(first)
+			row.IdempotencyKey, row.IdempotencyResponse = &idemKey, &answer
+			if err := tx.Model(&bookingRow{}).Where("id = ?", row.ID).
+				Updates(map[string]any{"idempotency_key": idemKey, "idempotency_response": answer}).Error; err != nil {
+				return err
+			}
 		}
 		station, err := stationWithInventory(tx, st)
 		if err != nil {
@@ -108,8 +120,8 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 		// A concurrent request of the same user won the race: the same key
 		// replays its booking; otherwise the user now holds another booking.
 		if idemKey != "" {
-			if b, ferr := s.findByIdempotencyKey(ctx, userID, idemKey); ferr == nil {
-				return b, true, nil
+			if b, ferr := s.replay(ctx, userID, stationID, idemKey); ferr == nil || models.IsCode(ferr, models.CodeIdempotencyMismatch) {
+				return b, ferr == nil, ferr
 			}
 		}
 		return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
@@ -145,12 +157,22 @@ func (s *Store) claimBattery(tx *gorm.DB, stationID int64) (*batteryRow, error) 
 	return nil, models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
 }
 
-func (s *Store) findByIdempotencyKey(ctx context.Context, userID int64, key string) (*models.Booking, error) {
+// replay returns the first answer to a request with this key, not_found
+// when the key is new, or idempotency_key_reused when the key booked at
+// another station.
+func (s *Store) replay(ctx context.Context, userID, stationID int64, key string) (*models.Booking, error) {
 	var r bookingRow
 	if err := s.db.WithContext(ctx).Where("user_id = ? AND idempotency_key = ?", userID, key).Take(&r).Error; err != nil {
 		return nil, translate(err, "booking")
 	}
-	return r.model(), nil
+	if r.StationID != stationID {
+		return nil, models.Errorf(models.CodeIdempotencyMismatch, "this Idempotency-Key was used to book at station %d", r.StationID)
+	}
+	var b models.Booking
+	if r.IdempotencyResponse == nil || json.Unmarshal([]byte(*r.IdempotencyResponse), &b) != nil {
+		return r.model(), nil
+	}
+	return &b, nil
 }
 
 // FindBookingByID returns one booking (not_found).

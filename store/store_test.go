@@ -312,6 +312,14 @@ func TestCancelAndIdempotency(t *testing.T) {
 		}
 		_, err = f.s.CancelBooking(f.ctx, b1.ID, rider)
 		wantCode(t, err, models.CodeInvalidState)
+		// The key returns the first answer, as it was, even now.
+		b3, replayed, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "key-1")
+		if err != nil || !replayed || b3.ID != b1.ID || b3.Status != models.BookingReady {
+			t.Fatalf("replay after cancel = %+v %v %v", b3, replayed, err)
+		}
+		other2 := f.station("Gamma-2", 90)
+		_, _, err = f.s.CreateBooking(f.ctx, rider.ID, other2.ID, "key-1")
+		wantCode(t, err, models.CodeIdempotencyMismatch)
 		// The other rider can book the battery now; a closed station refuses.
 		if _, _, err := f.s.CreateBooking(f.ctx, other.ID, st.ID, ""); err != nil {
 			t.Fatal(err)
