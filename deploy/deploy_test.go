@@ -24,6 +24,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // repoRoot is the module root: go test runs in deploy/.
@@ -136,7 +138,7 @@ type model struct {
 	bodyLimit    int64
 	longPollMax  time.Duration
 	goVersion    string // go.mod "go" directive, major.minor
-	services     map[string]map[string]any
+	services     map[string]composeService
 	nginxRoot    *ngxDirective
 	nginxHTTP    *ngxDirective
 	nginxServer  *ngxDirective
@@ -156,11 +158,10 @@ func (m *model) appServices() []string {
 	return out
 }
 
-func isBatteryswap(svc map[string]any) bool { return svc["build"] != nil }
+func isBatteryswap(svc composeService) bool { return svc.Build != nil }
 
-func isServe(svc map[string]any) bool {
-	cmd := strList(svc["command"])
-	return len(cmd) == 0 || cmd[0] == "serve"
+func isServe(svc composeService) bool {
+	return len(svc.Command) == 0 || svc.Command[0] == "serve"
 }
 
 var (
@@ -232,21 +233,19 @@ func parseModel(f deployFiles) (*model, []string) {
 	}
 
 	// compose.yaml
-	if doc, err := parseYAML(f.compose); err != nil {
+	var compose composeFile
+	if err := yaml.Unmarshal([]byte(f.compose), &compose); err != nil {
 		bad("compose.yaml: %v", err)
-	} else if top, _ := asMap(doc); top == nil {
-		bad("compose.yaml: the top level is not a mapping")
-	} else if svcs, ok := asMap(top["services"]); !ok || len(svcs) == 0 {
+	} else if len(compose.Services) == 0 {
 		bad("compose.yaml: no services")
 	} else {
-		m.services = map[string]map[string]any{}
-		for name, v := range svcs {
-			svc, ok := asMap(v)
-			if !ok {
-				bad("compose.yaml: service %s is not a mapping", name)
+		m.services = map[string]composeService{}
+		for name, svc := range compose.Services {
+			if svc == nil {
+				bad("compose.yaml: service %s is empty", name)
 				continue
 			}
-			m.services[name] = svc
+			m.services[name] = *svc
 		}
 	}
 
@@ -325,11 +324,7 @@ func checkEnvAreSettings(m *model) []string {
 		if !isBatteryswap(svc) {
 			continue
 		}
-		env, err := envOf(svc)
-		if err != nil {
-			out = append(out, fmt.Sprintf("service %s: %v", name, err))
-		}
-		for _, k := range sortedKeys(env) {
+		for _, k := range sortedKeys(svc.Environment) {
 			if _, ok := m.settings[k]; !ok {
 				out = append(out, fmt.Sprintf("service %s sets %s, which is not a setting of batteryswap (cmd/batteryswap/config.go)", name, k))
 			}
@@ -347,13 +342,12 @@ func checkDatabaseAndBroker(m *model) []string {
 		out = append(out, fmt.Sprintf("want at least two app services (built from the Dockerfile, running serve), found %v", apps))
 	}
 	for _, name := range apps {
-		env, _ := envOf(m.services[name])
+		env := m.services[name].Environment
 		db, err := serviceURL(m, env, "DATABASE_URL", []string{"postgres", "postgresql"}, "postgres:", "5432")
 		if err != nil {
 			out = append(out, fmt.Sprintf("service %s: %v", name, err))
 		} else {
-			pg := m.services[db.Hostname()]
-			pgEnv, _ := envOf(pg)
+			pgEnv := m.services[db.Hostname()].Environment
 			user := orDefault(resolved(pgEnv["POSTGRES_USER"]), "postgres")
 			pass := resolved(pgEnv["POSTGRES_PASSWORD"])
 			dbname := orDefault(resolved(pgEnv["POSTGRES_DB"]), user)
@@ -392,8 +386,8 @@ func serviceURL(m *model, env map[string]string, key string, schemes []string, i
 	if !ok {
 		return nil, fmt.Errorf("%s points at host %q, which is not a service of compose.yaml", key, u.Hostname())
 	}
-	if img, _ := target["image"].(string); !strings.HasPrefix(img, image) {
-		return nil, fmt.Errorf("%s points at service %s, whose image %q is not %s*", key, u.Hostname(), img, image)
+	if !strings.HasPrefix(target.Image, image) {
+		return nil, fmt.Errorf("%s points at service %s, whose image %q is not %s*", key, u.Hostname(), target.Image, image)
 	}
 	if p := orDefault(u.Port(), port); p != port {
 		return nil, fmt.Errorf("%s uses port %s; %s listens on %s", key, p, u.Hostname(), port)
@@ -413,12 +407,12 @@ func checkSharedSettings(m *model) []string {
 	if len(apps) == 0 {
 		return []string{"no app services"}
 	}
-	first, _ := envOf(m.services[apps[0]])
+	first := m.services[apps[0]].Environment
 	if v, ok := first["JWT_SECRET"]; !ok || resolved(v) == "" {
 		out = append(out, fmt.Sprintf("service %s: JWT_SECRET must be set (else each instance makes its own random key)", apps[0]))
 	}
 	for _, name := range apps[1:] {
-		env, _ := envOf(m.services[name])
+		env := m.services[name].Environment
 		for _, k := range sharedKeys {
 			a, aok := first[k]
 			b, bok := env[k]
@@ -433,7 +427,7 @@ func checkSharedSettings(m *model) []string {
 		if !isBatteryswap(svc) || isServe(svc) {
 			continue
 		}
-		env, _ := envOf(svc)
+		env := svc.Environment
 		if env["DATABASE_URL"] != first["DATABASE_URL"] {
 			out = append(out, fmt.Sprintf("service %s: DATABASE_URL %q differs from the apps' %q", name, env["DATABASE_URL"], first["DATABASE_URL"]))
 		}
@@ -451,16 +445,16 @@ func checkMigrations(m *model) []string {
 		return nil
 	}
 	for _, name := range apps {
-		env, _ := envOf(m.services[name])
+		env := m.services[name].Environment
 		auto := orDefault(resolved(env["AUTO_MIGRATE"]), m.settings["AUTO_MIGRATE"])
 		if b, err := strconv.ParseBool(auto); err != nil || b {
 			out = append(out, fmt.Sprintf("service %s: AUTO_MIGRATE=%q; with several instances it must be false", name, auto))
 		}
 		ok := false
-		for dep, cond := range dependsOn(m.services[name]) {
-			svc := m.services[dep]
-			cmd := strList(svc["command"])
-			if svc != nil && isBatteryswap(svc) && len(cmd) > 0 && cmd[0] == "migrate" &&
+		for dep, cond := range m.services[name].DependsOn {
+			svc, exists := m.services[dep]
+			cmd := svc.Command
+			if exists && isBatteryswap(svc) && len(cmd) > 0 && cmd[0] == "migrate" &&
 				(len(cmd) == 1 || cmd[1] == "up") && cond == "service_completed_successfully" {
 				ok = true
 			}
@@ -480,15 +474,15 @@ var readyURL = regexp.MustCompile(`^https?://(127\.0\.0\.1|localhost|\[::1\]):(\
 func checkHealthchecks(m *model) []string {
 	var out []string
 	test := func(name string) []string {
-		hc, _ := asMap(m.services[name]["healthcheck"])
-		if hc == nil || hc["disable"] == "true" {
+		hc := m.services[name].Healthcheck
+		if hc == nil || hc.Disable {
 			return nil
 		}
-		return strList(hc["test"])
+		return hc.Test
 	}
 	dbHost, redisHost := "postgres", "redis"
 	if apps := m.appServices(); len(apps) > 0 {
-		env, _ := envOf(m.services[apps[0]])
+		env := m.services[apps[0]].Environment
 		if u, err := url.Parse(resolved(env["DATABASE_URL"])); err == nil && u.Hostname() != "" {
 			dbHost = u.Hostname()
 		}
@@ -535,19 +529,19 @@ func checkHealthchecks(m *model) []string {
 func checkDependencies(m *model) []string {
 	var out []string
 	for _, name := range sortedKeys(m.services) {
-		for dep, cond := range dependsOn(m.services[name]) {
+		for dep, cond := range m.services[name].DependsOn {
 			svc, ok := m.services[dep]
 			switch {
 			case !ok:
 				out = append(out, fmt.Sprintf("service %s depends on %s, which does not exist", name, dep))
-			case cond == "service_healthy" && svc["healthcheck"] == nil:
+			case cond == "service_healthy" && svc.Healthcheck == nil:
 				out = append(out, fmt.Sprintf("service %s waits for %s to be healthy, but %s has no healthcheck", name, dep, dep))
 			}
 		}
 	}
 	for _, name := range m.appServices() {
-		deps := dependsOn(m.services[name])
-		env, _ := envOf(m.services[name])
+		deps := m.services[name].DependsOn
+		env := m.services[name].Environment
 		for _, key := range []string{"DATABASE_URL", "REDIS_URL"} {
 			u, err := url.Parse(resolved(env[key]))
 			if err != nil || u.Hostname() == "" {
@@ -559,7 +553,7 @@ func checkDependencies(m *model) []string {
 		}
 	}
 	if nginx, ok := m.services["nginx"]; ok {
-		deps := dependsOn(nginx)
+		deps := nginx.DependsOn
 		for _, app := range m.appServices() {
 			if deps[app] != "service_healthy" {
 				out = append(out, fmt.Sprintf("service nginx: does not wait for %s with condition service_healthy", app))
@@ -574,7 +568,7 @@ func checkDependencies(m *model) []string {
 func checkDrain(m *model) []string {
 	var out []string
 	for _, name := range m.appServices() {
-		v, _ := m.services[name]["stop_grace_period"].(string)
+		v := m.services[name].StopGracePeriod
 		d, err := time.ParseDuration(orDefault(v, "10s"))
 		if err != nil || d <= m.longPollMax {
 			out = append(out, fmt.Sprintf("service %s: stop_grace_period %q must exceed the longest long-poll (%s)", name, v, m.longPollMax))
@@ -591,11 +585,11 @@ func checkNginxService(m *model) []string {
 	if !ok {
 		return []string{"compose.yaml has no nginx service"}
 	}
-	if img, _ := svc["image"].(string); !strings.HasPrefix(img, "nginx:") {
-		out = append(out, fmt.Sprintf("service nginx: image %q is not nginx", img))
+	if !strings.HasPrefix(svc.Image, "nginx:") {
+		out = append(out, fmt.Sprintf("service nginx: image %q is not nginx", svc.Image))
 	}
 	mounted := false
-	for _, v := range strList(svc["volumes"]) {
+	for _, v := range svc.Volumes {
 		parts := strings.Split(v, ":")
 		if len(parts) >= 2 && path.Clean(parts[0]) == "deploy/nginx.conf" {
 			mounted = true
@@ -620,7 +614,7 @@ func checkNginxService(m *model) []string {
 			}
 		}
 	}
-	ports := strList(svc["ports"])
+	ports := svc.Ports
 	if len(ports) == 0 {
 		out = append(out, "service nginx: publishes no port")
 	}
@@ -652,8 +646,7 @@ func upstreamOf(m *model, loc *ngxDirective) (*ngxDirective, error) {
 
 // appPortOf is the port app listens on: its ADDR, else the binary's default.
 func appPortOf(m *model, app string) string {
-	env, _ := envOf(m.services[app])
-	if a := resolved(env["ADDR"]); a != "" {
+	if a := resolved(m.services[app].Environment["ADDR"]); a != "" {
 		if _, p, err := net.SplitHostPort(a); err == nil {
 			return p
 		}
@@ -718,8 +711,7 @@ func checkStreamLocations(m *model) []string {
 	var out []string
 	heartbeat := m.heartbeat
 	for _, app := range m.appServices() {
-		env, _ := envOf(m.services[app])
-		if d, err := time.ParseDuration(resolved(env["HEARTBEAT_INTERVAL"])); err == nil && d > heartbeat {
+		if d, err := time.ParseDuration(resolved(m.services[app].Environment["HEARTBEAT_INTERVAL"])); err == nil && d > heartbeat {
 			heartbeat = d
 		}
 	}
@@ -1218,69 +1210,87 @@ func checkDockerignore(m *model) []string {
 	return out
 }
 
-// ---- compose helpers ----
+// ---- compose.yaml ----
 
-func asMap(v any) (map[string]any, bool) {
-	m, ok := v.(map[string]any)
-	return m, ok
+// composeFile is the part of compose.yaml that the checks read; other keys
+// are ignored. A scalar decodes into a string as written (5s, 20, false), as
+// compose passes it on.
+type composeFile struct {
+	Services map[string]*composeService `yaml:"services"`
 }
 
-// strList reads a list of scalars, or one scalar as a list of one.
-func strList(v any) []string {
-	switch x := v.(type) {
-	case string:
-		return []string{x}
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			s, _ := e.(string)
-			out = append(out, s)
-		}
-		return out
+type composeService struct {
+	Build           any            `yaml:"build"` // a context path or a mapping: set means built from the Dockerfile
+	Image           string         `yaml:"image"`
+	Command         stringOrList   `yaml:"command"`
+	Environment     composeEnv     `yaml:"environment"`
+	Healthcheck     *composeHealth `yaml:"healthcheck"`
+	DependsOn       composeDeps    `yaml:"depends_on"`
+	StopGracePeriod string         `yaml:"stop_grace_period"`
+	Volumes         []string       `yaml:"volumes"` // short syntax
+	Ports           []string       `yaml:"ports"`   // short syntax
+}
+
+type composeHealth struct {
+	Test    stringOrList `yaml:"test"`
+	Disable bool         `yaml:"disable"`
+}
+
+// stringOrList is a list of strings, or one string as a list of one.
+type stringOrList []string
+
+func (l *stringOrList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = stringOrList{n.Value}
+		return nil
+	}
+	return n.Decode((*[]string)(l))
+}
+
+// composeEnv is a service's environment, in map or "KEY=value" list form.
+type composeEnv map[string]string
+
+func (e *composeEnv) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return n.Decode((*map[string]string)(e))
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*e = composeEnv{}
+	for _, kv := range list {
+		k, v, _ := strings.Cut(kv, "=")
+		(*e)[k] = v
 	}
 	return nil
 }
 
-// envOf reads a service's environment, in map or "KEY=value" list form.
-func envOf(svc map[string]any) (map[string]string, error) {
-	out := map[string]string{}
-	switch env := svc["environment"].(type) {
-	case nil:
-	case map[string]any:
-		for k, v := range env {
-			s, ok := v.(string)
-			if !ok && v != nil {
-				return out, fmt.Errorf("environment %s is not a scalar", k)
-			}
-			out[k] = s
-		}
-	case []any:
-		for _, e := range strList(env) {
-			k, v, _ := strings.Cut(e, "=")
-			out[k] = v
-		}
-	default:
-		return out, fmt.Errorf("environment is neither a mapping nor a list")
-	}
-	return out, nil
-}
+// composeDeps maps each dependency to its condition (list form: started).
+type composeDeps map[string]string
 
-// dependsOn maps each dependency to its condition (list form: started).
-func dependsOn(svc map[string]any) map[string]string {
-	out := map[string]string{}
-	switch d := svc["depends_on"].(type) {
-	case []any:
-		for _, name := range strList(d) {
-			out[name] = "service_started"
+func (d *composeDeps) UnmarshalYAML(n *yaml.Node) error {
+	*d = composeDeps{}
+	if n.Kind == yaml.SequenceNode {
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
 		}
-	case map[string]any:
-		for name, v := range d {
-			c, _ := asMap(v)
-			cond, _ := c["condition"].(string)
-			out[name] = orDefault(cond, "service_started")
+		for _, name := range names {
+			(*d)[name] = "service_started"
 		}
+		return nil
 	}
-	return out
+	var long map[string]struct {
+		Condition string `yaml:"condition"`
+	}
+	if err := n.Decode(&long); err != nil {
+		return err
+	}
+	for name, dep := range long {
+		(*d)[name] = orDefault(dep.Condition, "service_started")
+	}
+	return nil
 }
 
 var interpolation = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}$]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)|\$`)

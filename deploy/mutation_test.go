@@ -1,9 +1,11 @@
 package deploy_test
 
 import (
-	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // mutation alters one file in one place; check must then report a problem.
@@ -165,41 +167,54 @@ func TestChecksCatchDisagreement(t *testing.T) {
 	}
 }
 
-func TestYAMLSubset(t *testing.T) {
-	got, err := parseYAML(`# comment
-a: 1   # trailing comment
-b:
-  c: "x # not a comment"
-  d: ['p', "q", r]
-  e:
-    - one
-    - "two: 2"
-  f:
-  - same-indent
-g: 'it''s'
-h:
-url: postgres://u:p@h:5432/d?sslmode=disable
-`)
+// TestComposeForms: compose's other spellings of a command, an environment
+// and depends_on read the same, every scalar is read as written, and a key
+// given twice or a shape the checks cannot read is an error.
+func TestComposeForms(t *testing.T) {
+	var got composeFile
+	err := yaml.Unmarshal([]byte(`services:
+  a:
+    build: .
+    command: serve
+    environment: ["KEY=value", "EMPTY="]
+    depends_on: [b]
+    healthcheck:
+      test: ["CMD", "probe"]
+      disable: true
+  b:
+    image: redis:7
+    environment:
+      FLAG: false
+      COUNT: 20
+      UNSET:
+    depends_on:
+      a:
+        condition: service_healthy
+      c:
+    stop_grace_period: 75s
+`), &got)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `map[a:1 b:map[c:x # not a comment d:[p q r] e:[one two: 2] f:[same-indent]] g:it's h:<nil> url:postgres://u:p@h:5432/d?sslmode=disable]`
-	if s := fmt.Sprint(got); s != want {
-		t.Errorf("got  %s\nwant %s", s, want)
+	want := composeFile{Services: map[string]*composeService{
+		"a": {Build: ".", Command: stringOrList{"serve"}, Environment: composeEnv{"KEY": "value", "EMPTY": ""},
+			DependsOn: composeDeps{"b": "service_started"}, Healthcheck: &composeHealth{Test: stringOrList{"CMD", "probe"}, Disable: true}},
+		"b": {Image: "redis:7", Environment: composeEnv{"FLAG": "false", "COUNT": "20", "UNSET": ""},
+			DependsOn: composeDeps{"a": "service_healthy", "c": "service_started"}, StopGracePeriod: "75s"},
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got.Services, want.Services)
 	}
 	for _, bad := range []string{
-		"a: &x 1\nb: *x\n",
-		"a: {b: 1}\n",
-		"a: |\n  text\n",
-		"a: 1\na: 2\n",
-		"a:\n\t- b\n",
-		"a: 1\n   b: 2\n",
-		"a:\n  - b: 1\n",
-		"<<: *base\n",
-		"a: \"open\n",
+		"services:\n  a:\n    image: x\n    image: y\n",
+		"services:\n  a:\n    environment:\n      A: 1\n      A: 2\n",
+		"services:\n  a:\n    environment: A=1\n",
+		"services:\n  a:\n    environment:\n      A: {b: 1}\n",
+		"services:\n  a:\n    volumes:\n      - type: bind\n",
+		"services:\n  a:\n\t  image: x\n",
 	} {
-		if _, err := parseYAML(bad); err == nil {
-			t.Errorf("parseYAML(%q): want an error", bad)
+		if err := yaml.Unmarshal([]byte(bad), new(composeFile)); err == nil {
+			t.Errorf("%q: want an error", bad)
 		}
 	}
 }
