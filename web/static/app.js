@@ -133,6 +133,7 @@ function clearErrors(form) {
 }
 
 function showError(form, err) {
+  if (!(err instanceof ApiError)) report(err);
   const unmatched = [];
   let first = null;
   for (const [name, text] of Object.entries(err.fields || {})) {
@@ -393,7 +394,7 @@ function startBookingPanel() {
     const serial = fd.get("return_serial_number").trim();
     const charge = num(fd.get("return_charge_percent"));
     let body;
-    if (serial || charge !== undefined) body = { return_serial_number: serial, return_charge_percent: charge };
+    if (serial || charge !== undefined) body = { return_serial_number: serial || undefined, return_charge_percent: charge };
     showBooking(await api("POST", `/bookings/${state.booking.id}/collect`, body));
     form.reset();
     return "Collected.";
@@ -662,11 +663,6 @@ function startAdmin() {
 
 // ---- Start -----------------------------------------------------------------
 
-// form.submit() skips submit listeners and would send the fields to this page
-// in the URL; scripted submits (as in browser tests) go through them instead.
-HTMLFormElement.prototype.submit = function submit() {
-  this.requestSubmit();
-};
 startStations();
 startBookingPanel();
 startNotificationPanel();
