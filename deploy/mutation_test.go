@@ -103,7 +103,7 @@ var mutations = []mutation{
 
 	// .dockerignore
 	{"dockerignore", "dockerignore", "compose.yaml\n", "compose.yaml\nmigrations\n", false},
-	{"dockerignore", "dockerignore", "compose.yaml\n", "compose.yaml\n*.go\n", false},
+	{"dockerignore", "dockerignore", "compose.yaml\n", "compose.yaml\ncmd\n", false},
 	{"dockerignore", "dockerignore", "compose.yaml\n", "compose.yaml\nweb/static\n", false},
 	{"dockerignore", "dockerignore", "compose.yaml\n", "compose.yaml\n**/*.sql\n", false},
 	{"dockerignore", "dockerignore", "compose.yaml\n", "compose.yaml\ngo.sum\n", false},

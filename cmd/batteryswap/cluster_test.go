@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -30,8 +32,16 @@ type instance struct {
 
 func testConfig(t *testing.T, dbURL, redisURL string) Config {
 	t.Helper()
+	// Redis pub/sub channels are shared by every database of a server:
+	// instances of one test share a prefix that no other run uses.
+	prefix := "bs-test-" + rand.Text() + ":"
+	if dbURL != "" {
+		prefix = "bs-test-" + strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(dbURL))), 36) + ":"
+	}
 	cfg, err := loadConfig(func(k string) string {
 		switch k {
+		case "REDIS_PREFIX":
+			return prefix
 		case "DATABASE_URL":
 			return dbURL
 		case "REDIS_URL":

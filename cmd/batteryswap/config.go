@@ -13,6 +13,7 @@ type Config struct {
 	Addr              string
 	DatabaseURL       string
 	RedisURL          string
+	RedisPrefix       string
 	JWTSecret         string
 	AdminEmail        string
 	AdminPassword     string
@@ -58,6 +59,7 @@ var settings = []setting{
 	{"ADDR", "addr", ":8080", "listen address", str(func(c *Config) *string { return &c.Addr })},
 	{"DATABASE_URL", "database-url", "", "postgres://… or sqlite://PATH (default: embedded SQLite file batteryswap.db)", str(func(c *Config) *string { return &c.DatabaseURL })},
 	{"REDIS_URL", "redis-url", "", "redis://… for Redis pub/sub (default: in-process broker)", str(func(c *Config) *string { return &c.RedisURL })},
+	{"REDIS_PREFIX", "redis-prefix", "batteryswap:", "prefix of the Redis pub/sub channels (deployments sharing one Redis need different ones)", str(func(c *Config) *string { return &c.RedisPrefix })},
 	{"JWT_SECRET", "jwt-secret", "", "HMAC key for access tokens (default: random per start)", str(func(c *Config) *string { return &c.JWTSecret })},
 	{"ADMIN_EMAIL", "admin-email", "", "bootstrap admin e-mail", str(func(c *Config) *string { return &c.AdminEmail })},
 	{"ADMIN_PASSWORD", "admin-password", "", "bootstrap admin password", str(func(c *Config) *string { return &c.AdminPassword })},

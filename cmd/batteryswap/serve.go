@@ -134,7 +134,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 		if err != nil {
 			return nil, fmt.Errorf("connect to redis: %w", err)
 		}
-		a.broker = stream.NewRedisBroker(a.rdb, stream.RedisOptions{Logger: log})
+		a.broker = stream.NewRedisBroker(a.rdb, stream.RedisOptions{Prefix: cfg.RedisPrefix + "topic:", Logger: log})
 	} else {
 		a.broker = stream.NewMemoryBroker()
 	}
