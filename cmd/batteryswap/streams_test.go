@@ -2,17 +2,22 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"batteryswap/sseclient"
+	"batteryswap/store/storetest"
 )
 
 // rawSSE opens an SSE request and returns the response and a line reader.
@@ -173,4 +178,84 @@ func TestWebSocketOriginCheck(t *testing.T) {
 		t.Fatalf("allowed origin refused: %v", err)
 	}
 	conn.CloseNow()
+}
+
+func TestStreamCapPerClient(t *testing.T) {
+	in := singleInstance(t, map[string]string{"MAX_STREAMS_PER_CLIENT": "2"})
+	setup(t, in, in.app.store)
+	for range 2 {
+		rawSSE(t, in.url+"/stream/stations", nil)
+	}
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if code := call(t, "GET", in.url+"/stream/stations?transport=poll&timeout=0", "", nil, &e); code != 429 || e.Error.Code != "rate_limited" {
+		t.Fatalf("third stream: %d %s", code, e.Error.Code)
+	}
+}
+
+// syncBuffer is a log sink that tests read while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestLogsCarryRequestIDsButNoSecrets: every request is logged as one
+// structured line with its request id; tokens and passwords never are.
+func TestLogsCarryRequestIDsButNoSecrets(t *testing.T) {
+	cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
+	cfg.LogLevel, cfg.LogFormat = "debug", "json"
+	logs := &syncBuffer{}
+	a, err := newApp(context.Background(), cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go a.serve(ln)
+	in := &instance{app: a, url: "http://" + ln.Addr().String(), ln: ln}
+	t.Cleanup(func() { in.stop(t) })
+
+	const password = "very-secret-password"
+	var reg struct {
+		Token string `json:"token"`
+	}
+	call(t, "POST", in.url+"/api/v1/auth/register", "", map[string]string{"email": "log@example.com", "password": password, "name": "Log"}, &reg)
+	call(t, "POST", in.url+"/api/v1/auth/login", "", map[string]string{"email": "log@example.com", "password": password}, nil)
+	call(t, "GET", in.url+"/api/v1/me", reg.Token, nil, nil)
+	call(t, "GET", in.url+"/stream/notifications?transport=poll&timeout=0&access_token="+reg.Token, "", nil, nil)
+	in.stop(t)
+
+	out := logs.String()
+	if reg.Token == "" || strings.Contains(out, reg.Token) || strings.Contains(out, password) {
+		t.Fatalf("a token or password reached the log:\n%s", out)
+	}
+	lines := 0
+	for _, line := range strings.Split(out, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != "request" {
+			continue
+		}
+		lines++
+		if id, _ := m["request_id"].(string); id == "" || m["route"] == "" || m["status"] == nil {
+			t.Fatalf("request line without request id, route or status: %s", line)
+		}
+	}
+	if lines < 4 {
+		t.Fatalf("%d request lines, want 4:\n%s", lines, out)
+	}
 }
