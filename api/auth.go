@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -121,7 +120,16 @@ func (s *Server) handleLogout(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-func (s *Server) handleMe(c echo.Context) error { return c.JSON(http.StatusOK, currentUser(c)) }
+func (s *Server) handleMe(c echo.Context) error {
+	u, err := s.store.FindUserByID(c.Request().Context(), currentUser(c).ID)
+	if models.IsCode(err, models.CodeNotFound) {
+		return models.Errorf(models.CodeUnauthorized, "the account of this token no longer exists")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u)
+}
 
 // HashPassword hashes a password with bcrypt at cost (default cost when 0).
 func HashPassword(password string, cost int) (string, error) {
@@ -132,14 +140,23 @@ func HashPassword(password string, cost int) (string, error) {
 	return string(h), err
 }
 
+// tokenClaims are what an access token says: who (sub) and with which role.
+// Requests are authorised from the signed claims alone, without a database
+// read; accounts are never deleted or demoted by the API, and a token lives
+// TokenTTL.
+type tokenClaims struct {
+	Role models.Role `json:"role"`
+	jwt.RegisteredClaims
+}
+
 func (s *Server) signToken(u *models.User) (string, time.Time, error) {
 	exp := time.Now().Add(s.cfg.TokenTTL)
-	claims := jwt.RegisteredClaims{
+	claims := tokenClaims{Role: u.Role, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   strconv.FormatInt(u.ID, 10),
 		IssuedAt:  jwt.NewNumericDate(time.Now()),
 		ExpiresAt: jwt.NewNumericDate(exp),
 		Issuer:    "batteryswap",
-	}
+	}}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.cfg.JWTSecret)
 	return tok, exp, err
 }
@@ -160,9 +177,9 @@ func tokenOf(r *http.Request) string {
 	return r.URL.Query().Get("access_token")
 }
 
-// authenticate resolves the request's user: (nil, nil) when it carries no
-// token, unauthorized when the token is bad or its user is gone.
-func (s *Server) authenticate(ctx context.Context, r *http.Request) (*models.User, error) {
+// authenticate resolves the request's user from its token: (nil, nil) when
+// it carries none, unauthorized when the token is bad.
+func (s *Server) authenticate(r *http.Request) (*models.User, error) {
 	raw := tokenOf(r)
 	if raw == "" {
 		if r.Header.Get(echo.HeaderAuthorization) != "" {
@@ -170,27 +187,23 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*models.Use
 		}
 		return nil, nil
 	}
-	var claims jwt.RegisteredClaims
+	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithIssuer("batteryswap"))
 	if err != nil {
 		return nil, models.Errorf(models.CodeUnauthorized, "the access token is invalid or expired")
 	}
 	id, err := strconv.ParseInt(claims.Subject, 10, 64)
-	if err != nil || id <= 0 {
+	if err != nil || id <= 0 || !claims.Role.Valid() {
 		return nil, models.Errorf(models.CodeUnauthorized, "the access token is invalid")
 	}
-	u, err := s.store.FindUserByID(ctx, id)
-	if models.IsCode(err, models.CodeNotFound) {
-		return nil, models.Errorf(models.CodeUnauthorized, "the account of this token no longer exists")
-	}
-	return u, err
+	return &models.User{ID: id, Role: claims.Role}, nil
 }
 
 // optionalUser attaches the caller when a valid token is present.
 func (s *Server) optionalUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u, err := s.authenticate(c.Request().Context(), c.Request())
+		u, err := s.authenticate(c.Request())
 		if err != nil {
 			return err
 		}

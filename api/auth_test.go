@@ -234,6 +234,7 @@ func TestMe(t *testing.T) {
 			{name: "expired", given: signToken(t, "test", uid, -time.Minute), when: []string{""}},
 			{name: "other secret", given: signToken(t, "other", uid, time.Hour), when: []string{""}},
 			{name: "unknown user", given: signToken(t, "test", uid+1000, time.Hour), when: []string{""}},
+			{name: "valid token of this user", given: signToken(t, "test", uid, time.Hour), when: []string{""}, wantID: uid, wantRol: "user"},
 			{name: "alg none", given: unsignedToken(t, uid), when: []string{""}},
 			{name: "tampered", given: tamper(tok), when: []string{""}},
 		}
@@ -277,9 +278,9 @@ func cookie(t *testing.T, r response, name string) *http.Cookie {
 func signToken(t *testing.T, secret string, userID int64, ttl time.Duration) string {
 	t.Helper()
 	now := time.Now()
-	claims := jwt.RegisteredClaims{
-		Subject: strconv.FormatInt(userID, 10), Issuer: "batteryswap",
-		IssuedAt: jwt.NewNumericDate(now.Add(-2 * time.Hour)), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	claims := jwt.MapClaims{
+		"sub": strconv.FormatInt(userID, 10), "iss": "batteryswap", "role": "user",
+		"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(ttl).Unix(),
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 	if err != nil {

@@ -63,13 +63,6 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 		if st.Status != string(models.StationOpen) {
 			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
 		}
-		var active int64
-		if err := tx.Model(&bookingRow{}).Where("user_id = ? AND status IN ?", userID, activeStatuses).Count(&active).Error; err != nil {
-			return err
-		}
-		if active > 0 {
-			return models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
-		}
 		bat, err := s.claimBattery(tx, st.ID)
 		if err != nil {
 			return err
@@ -117,8 +110,9 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 		return o.flush()
 	})
 	if err != nil && isUniqueViolation(err) {
-		// A concurrent request of the same user won the race: the same key
-		// replays its booking; otherwise the user now holds another booking.
+		// The unique index on active bookings per user refused it: the same
+		// key replays the first booking (a concurrent retry won the race);
+		// otherwise the user already holds an active booking.
 		if idemKey != "" {
 			if b, ferr := s.replay(ctx, userID, stationID, idemKey); ferr == nil || models.IsCode(ferr, models.CodeIdempotencyMismatch) {
 				return b, ferr == nil, ferr
@@ -132,29 +126,25 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 	return b, false, nil
 }
 
-// claimBattery marks the best free battery of a locked station booked.
+// claimBattery marks the best free battery of a locked station booked, in
+// one statement: the fullest available battery, else the fullest charging
+// one. The update's own condition on status is the claim: were the station
+// lock ever bypassed, a battery that is no longer free is not taken twice.
 func (s *Store) claimBattery(tx *gorm.DB, stationID int64) (*batteryRow, error) {
-	for _, status := range []models.BatteryStatus{models.BatteryAvailable, models.BatteryCharging} {
-		var bat batteryRow
-		err := tx.Where("station_id = ? AND status = ?", stationID, status).Order("charge_percent DESC, id").Take(&bat).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		// The conditional update is the claim: were the station lock ever
-		// bypassed, a battery that is no longer free is not taken twice.
-		res := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", bat.ID, status).
-			Updates(map[string]any{"status": models.BatteryBooked, "updated_at": s.now()})
-		if res.Error != nil {
-			return nil, res.Error
-		}
-		if res.RowsAffected == 1 {
-			return &bat, nil
-		}
+	var bat batteryRow
+	res := tx.Raw(`UPDATE batteries SET status = 'booked', updated_at = ?
+		WHERE id = (SELECT id FROM batteries WHERE station_id = ? AND status IN ('available', 'charging')
+			ORDER BY CASE status WHEN 'available' THEN 0 ELSE 1 END, charge_percent DESC, id LIMIT 1)
+		AND status IN ('available', 'charging')
+		RETURNING id, station_id, serial_number, charge_percent, health_percent, capacity_kwh, status, created_at, updated_at`,
+		s.now(), stationID).Scan(&bat)
+	if res.Error != nil {
+		return nil, res.Error
 	}
-	return nil, models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
+	if res.RowsAffected == 0 || bat.ID == 0 {
+		return nil, models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
+	}
+	return &bat, nil
 }
 
 // replay returns the first answer to a request with this key, not_found
@@ -203,24 +193,21 @@ func (s *Store) ListBookings(ctx context.Context, f models.BookingFilter) ([]mod
 }
 
 // lockBooking locks the booking's station, then reads the booking. Only a
-// booking of actor (or any booking for an admin) is found.
+// booking of actor (or any booking for an admin; nil: the system) is found.
 func (s *Store) lockBooking(tx *gorm.DB, id int64, actor *models.User) (*bookingRow, *stationRow, error) {
-	var peek bookingRow
-	if err := tx.Select("station_id", "user_id").Take(&peek, id).Error; err != nil {
+	var st stationRow
+	q := s.dialect.lockStation(tx).Where("id = (SELECT station_id FROM bookings WHERE id = ?)", id)
+	if err := q.Take(&st).Error; err != nil {
 		return nil, nil, translate(err, "booking")
-	}
-	if actor != nil && !actor.IsAdmin() && peek.UserID != actor.ID {
-		return nil, nil, models.Errorf(models.CodeNotFound, "booking not found")
-	}
-	st, err := s.lockStation(tx, peek.StationID)
-	if err != nil {
-		return nil, nil, err
 	}
 	var b bookingRow
 	if err := tx.Take(&b, id).Error; err != nil {
 		return nil, nil, translate(err, "booking")
 	}
-	return &b, st, nil
+	if actor != nil && !actor.IsAdmin() && b.UserID != actor.ID {
+		return nil, nil, models.Errorf(models.CodeNotFound, "booking not found")
+	}
+	return &b, &st, nil
 }
 
 // CollectBooking hands the booked battery to its holder (only the holder may
@@ -373,12 +360,8 @@ func (s *Store) release(tx *gorm.DB, b *bookingRow, st *stationRow, to models.Bo
 	if res.RowsAffected == 0 {
 		return nil, models.Errorf(models.CodeInvalidState, "booking %d is no longer active", b.ID)
 	}
-	var bat batteryRow
-	if err := tx.Take(&bat, b.BatteryID).Error; err != nil {
-		return nil, err
-	}
-	if err := tx.Model(&batteryRow{}).Where("id = ?", bat.ID).
-		Updates(map[string]any{"status": models.ChargeStatus(bat.ChargePercent, s.opts.ReadyCharge), "updated_at": now}).Error; err != nil {
+	if err := tx.Exec(`UPDATE batteries SET status = CASE WHEN charge_percent >= ? THEN 'available' ELSE 'charging' END, updated_at = ?
+		WHERE id = ?`, s.opts.ReadyCharge, now, b.BatteryID).Error; err != nil {
 		return nil, err
 	}
 	b.Status, b.UpdatedAt = string(to), now

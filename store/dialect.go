@@ -90,12 +90,6 @@ func (d dialect) lockStation(tx *gorm.DB) *gorm.DB {
 	return tx
 }
 
-// notify tells every instance's relay that outbox rows committed.
-func (d dialect) notify(tx *gorm.DB) error {
-	if d.name != "postgres" {
-		return nil
-	}
-	return tx.Exec("SELECT pg_notify(?, '')", notifyChannel).Error
-}
-
+// notifyChannel is the PostgreSQL channel on which instances announce
+// committed outbox rows to each other's relays.
 const notifyChannel = "batteryswap_outbox"

@@ -87,30 +87,34 @@ func (o *outboxWriter) bookingEvent(b *bookingRow, st *stationRow, typ, title, m
 	o.user(b.UserID, typ, title, level, f)
 }
 
-// flush writes the queued events (and notifications) and wakes the relays.
+// flush writes the queued events (and notifications); Store.tx wakes the
+// relays once the transaction commits.
 func (o *outboxWriter) flush() error {
-	for _, u := range o.users {
-		msg, _ := u.fields["message"].(string)
-		data, err := json.Marshal(u.fields)
-		if err != nil {
+	if len(o.users) > 0 {
+		notes := make([]notificationRow, len(o.users))
+		for i, u := range o.users {
+			msg, _ := u.fields["message"].(string)
+			data, err := json.Marshal(u.fields)
+			if err != nil {
+				return err
+			}
+			notes[i] = notificationRow{UserID: u.userID, Type: u.typ, Title: u.title, Message: msg, Level: string(u.level), Data: string(data), CreatedAt: o.now}
+		}
+		// One multi-row insert; the ids come back in row order.
+		if err := o.tx.Create(&notes).Error; err != nil {
 			return err
 		}
-		n := notificationRow{UserID: u.userID, Type: u.typ, Title: u.title, Message: msg, Level: string(u.level), Data: string(data), CreatedAt: o.now}
-		if err := o.tx.Create(&n).Error; err != nil {
-			return err
+		for i, u := range o.users {
+			f := make(map[string]any, len(u.fields)+1)
+			for k, v := range u.fields {
+				f[k] = v
+			}
+			f["notification_id"] = notes[i].ID
+			o.add(u.typ, models.UserTopic(u.userID), f)
 		}
-		f := make(map[string]any, len(u.fields)+1)
-		for k, v := range u.fields {
-			f[k] = v
-		}
-		f["notification_id"] = n.ID
-		o.add(u.typ, models.UserTopic(u.userID), f)
 	}
 	if len(o.events) == 0 {
 		return nil
 	}
-	if err := o.tx.Create(&o.events).Error; err != nil {
-		return err
-	}
-	return o.s.dialect.notify(o.tx)
+	return o.tx.Create(&o.events).Error
 }

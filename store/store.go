@@ -7,11 +7,13 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -45,10 +47,12 @@ type Store struct {
 	opts    Options
 	log     *slog.Logger
 
-	wake      chan struct{}
+	wake      chan struct{} // this instance's relay
+	announce  chan struct{} // PostgreSQL: tell the other instances' relays
+	instance  string        // NOTIFY payload, so the listener skips its own
 	relayLock chan struct{} // SQLite: the in-process relay lease
 	stop      context.CancelFunc
-	done      chan struct{}
+	bg        sync.WaitGroup
 }
 
 // Open connects to the database that url names: "postgres://…" or
@@ -74,9 +78,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg := &gorm.Config{
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
-		PrepareStmt:            d.name == "postgres",
-		Logger:                 logger.Discard,
-		NowFunc:                func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
+		// No GORM statement cache: inside transactions it prepares and
+		// deallocates every statement each time; pgx's own per-connection
+		// cache prepares each statement once.
+		PrepareStmt: false,
+		Logger:      logger.Discard,
+		NowFunc:     func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
 	}
 	db, err := gorm.Open(d.open(dsn), cfg)
 	if err != nil {
@@ -97,14 +104,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s := &Store{
 		db: db, sqlDB: sqlDB, dialect: d, dsn: dsn, opts: opts, log: opts.Logger,
 		wake:      make(chan struct{}, 1),
+		announce:  make(chan struct{}, 1),
+		instance:  rand.Text(),
 		relayLock: make(chan struct{}, 1),
 		stop:      stop,
-		done:      make(chan struct{}),
 	}
 	if d.name == "postgres" {
-		go s.listen(bg)
-	} else {
-		close(s.done)
+		s.bg.Add(2)
+		go func() { defer s.bg.Done(); s.listen(bg) }()
+		go func() { defer s.bg.Done(); s.announcer(bg) }()
 	}
 	return s, nil
 }
@@ -121,7 +129,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx
 // Close stops the background listener and closes the pool.
 func (s *Store) Close() error {
 	s.stop()
-	<-s.done
+	s.bg.Wait()
 	return s.sqlDB.Close()
 }
 
@@ -139,11 +147,16 @@ func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return err
 }
 
-// signal wakes this instance's relay without blocking; other instances hear
-// the NOTIFY sent inside the transaction.
+// signal wakes this instance's relay and asks the announcer to tell the
+// other instances, without blocking; a burst of commits coalesces into one
+// wakeup of each.
 func (s *Store) signal() {
 	select {
 	case s.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case s.announce <- struct{}{}:
 	default:
 	}
 }
