@@ -41,6 +41,13 @@ type Broker interface {
 	Close() error
 }
 
+// BatchPublisher is a Broker that can publish many events at once, which
+// the relay prefers: PublishBatch publishes evs (sequenced, in Seq order) as
+// Publish would, one after another, all or none.
+type BatchPublisher interface {
+	PublishBatch(ctx context.Context, evs []models.Event) error
+}
+
 // Handler receives what a Broker delivers. Its methods are called from one
 // goroutine at a time per broker connection and must not block on clients.
 type Handler interface {

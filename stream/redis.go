@@ -20,7 +20,10 @@ import (
 	"batteryswap/models"
 )
 
-var _ Broker = (*RedisBroker)(nil)
+var (
+	_ Broker         = (*RedisBroker)(nil)
+	_ BatchPublisher = (*RedisBroker)(nil)
+)
 
 // RedisOptions configure a RedisBroker; zero values take the defaults.
 type RedisOptions struct {
@@ -105,6 +108,33 @@ func (b *RedisBroker) Publish(ctx context.Context, ev *models.Event) error {
 	})
 	if err != nil {
 		return fmt.Errorf("stream: redis publish of event %d: %w", ev.Seq, err)
+	}
+	return nil
+}
+
+// PublishBatch implements BatchPublisher: every channel of every event in
+// one MULTI/EXEC, one round trip, in order, all or none.
+func (b *RedisBroker) PublishBatch(ctx context.Context, evs []models.Event) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err := b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range evs {
+			payload := encodeEvent(&evs[i])
+			for _, t := range evs[i].Topic.Channels() {
+				p.Publish(ctx, b.prefix+string(t), payload)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stream: redis publish of events %d-%d: %w", evs[0].Seq, evs[len(evs)-1].Seq, err)
 	}
 	return nil
 }

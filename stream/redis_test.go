@@ -300,3 +300,31 @@ func (s *redisServer) kill(t *testing.T) {
 	}
 	<-s.exited
 }
+
+// PublishBatch delivers a batch on every channel of each event, in order,
+// as the relay publishes it in one round trip.
+func TestRedisPublishBatch(t *testing.T) {
+	client := testRedisClient(t)
+	b := NewRedisBroker(client, RedisOptions{Prefix: testPrefix()})
+	rec := newRecorder()
+	b.Start(rec)
+	t.Cleanup(func() { _ = b.Close() })
+	mustSubscribe(t, b, models.TopicStations, models.UserTopic(4))
+	batch := []models.Event{testEvent(1, models.StationTopic(2)), testEvent(2, models.UserTopic(4)), testEvent(3, models.StationTopic(5))}
+	if err := b.PublishBatch(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		seq   int64
+		topic models.Topic
+	}{{1, models.TopicStations}, {2, models.UserTopic(4)}, {3, models.TopicStations}} {
+		d := rec.next(t)
+		if d.msg.Seq() != want.seq || d.topic != want.topic {
+			t.Fatalf("got event %d on %s, want %d on %s", d.msg.Seq(), d.topic, want.seq, want.topic)
+		}
+	}
+	_ = b.Close()
+	if err := b.PublishBatch(context.Background(), batch); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}

@@ -137,12 +137,20 @@ func (r *Relay) flush(ctx context.Context, lease RelayLease) (more bool, err err
 		return false, fmt.Errorf("pending events: %w", err)
 	}
 	done := 0
-	for i := range evs {
-		if err = r.broker.Publish(ctx, &evs[i]); err != nil {
-			break
+	if bp, ok := r.broker.(BatchPublisher); ok && len(evs) > 0 {
+		if err = bp.PublishBatch(ctx, evs); err == nil {
+			done = len(evs)
 		}
+	} else {
+		for i := range evs {
+			if err = r.broker.Publish(ctx, &evs[i]); err != nil {
+				break
+			}
+			done++
+		}
+	}
+	for i := range done {
 		r.m.eventPublished(time.Since(evs[i].CreatedAt))
-		done++
 	}
 	if done > 0 {
 		if merr := lease.MarkPublished(ctx, evs[done-1].Seq); merr != nil && err == nil {
