@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help run build test test-short lint bench load fmt
+.PHONY: help run build test test-short lint bench load-bookings fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ lint: ## go vet, gofmt and staticcheck (fetched on first use)
 
 bench: ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+load-bookings: ## bsload bookings at 1, 8 and 64 clients on a fresh PostgreSQL database (docs/BENCHMARKS.md)
+	scripts/bench-bookings.sh 1,8,64 10s
 
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
