@@ -27,11 +27,7 @@ func (s *Server) handleBatteryList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(list) > 0 {
-		last = list[len(list)-1].ID
-	}
-	return c.JSON(http.StatusOK, map[string]any{"batteries": list, "next_cursor": nextCursor(len(list), p, last)})
+	return renderPage(c, "batteries", list, p, func(x models.Battery) int64 { return x.ID })
 }
 
 type batteryCreateRequest struct {

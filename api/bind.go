@@ -148,13 +148,15 @@ func pageParams(c echo.Context) (models.Page, error) {
 	return p, nil
 }
 
-// nextCursor is the cursor of the page after a full one, else null.
-func nextCursor(n int, p models.Page, lastID int64) *string {
-	if n < p.Limit || n == 0 {
-		return nil
+// renderPage answers a list page: {key: items, next_cursor: the id after
+// which the next page starts, or null on the last page}.
+func renderPage[T any](c echo.Context, key string, items []T, p models.Page, id func(T) int64) error {
+	var next *string
+	if n := len(items); n > 0 && n >= p.Limit {
+		cur := strconv.FormatInt(id(items[n-1]), 10)
+		next = &cur
 	}
-	s := strconv.FormatInt(lastID, 10)
-	return &s
+	return c.JSON(http.StatusOK, map[string]any{key: items, "next_cursor": next})
 }
 
 // required collects "is required" for every nil field.

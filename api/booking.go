@@ -72,11 +72,7 @@ func (s *Server) handleBookingList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(list) > 0 {
-		last = list[len(list)-1].ID
-	}
-	return c.JSON(http.StatusOK, map[string]any{"bookings": list, "next_cursor": nextCursor(len(list), p, last)})
+	return renderPage(c, "bookings", list, p, func(x models.Booking) int64 { return x.ID })
 }
 
 // visibleBooking loads a booking the caller may see: their own, or any for an

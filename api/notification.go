@@ -31,11 +31,7 @@ func (s *Server) handleNotificationList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(list) > 0 {
-		last = list[len(list)-1].ID
-	}
-	return c.JSON(http.StatusOK, map[string]any{"notifications": list, "next_cursor": nextCursor(len(list), p, last)})
+	return renderPage(c, "notifications", list, p, func(x models.Notification) int64 { return x.ID })
 }
 
 func (s *Server) handleNotificationRead(c echo.Context) error {

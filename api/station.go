@@ -24,11 +24,7 @@ func (s *Server) handleStationList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var last int64
-	if len(list) > 0 {
-		last = list[len(list)-1].ID
-	}
-	return c.JSON(http.StatusOK, map[string]any{"stations": list, "next_cursor": nextCursor(len(list), p, last)})
+	return renderPage(c, "stations", list, p, func(x models.Station) int64 { return x.ID })
 }
 
 func (s *Server) handleStationGet(c echo.Context) error {
