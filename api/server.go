@@ -104,6 +104,9 @@ type Server struct {
 	// with it so that their clients reconnect elsewhere.
 	drain      context.Context
 	startDrain context.CancelFunc
+	// hijacked are the SSE and NDJSON streams that left net/http (see
+	// stream_lean.go); http.Server.Shutdown does not see them.
+	hijacked leanStreams
 }
 
 // New builds the server and its routes.
@@ -170,8 +173,13 @@ func (s *Server) Handler() http.Handler { return s.echo }
 func (s *Server) Echo() *echo.Echo { return s.echo }
 
 // Drain ends every open stream (its client reconnects, elsewhere, with its
-// cursor) and refuses new ones; called first on shutdown.
-func (s *Server) Drain() { s.startDrain() }
+// cursor) and refuses new ones; called first on shutdown. It returns once
+// the hijacked streams, which http.Server.Shutdown does not track, have
+// closed their connections; the others end with their handlers.
+func (s *Server) Drain() {
+	s.startDrain()
+	s.hijacked.endAll()
+}
 
 func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
@@ -199,7 +207,11 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		d := time.Since(start)
 		status := c.Response().Status
-		s.metrics.observe(c.Request().Method, c.Path(), status, d)
+		// A hijacked stream observes its whole life when it ends; its line
+		// is logged here, when the handler hands it off.
+		if handedOff, _ := c.Get(handOffKey).(bool); !handedOff {
+			s.metrics.observe(c.Request().Method, c.Path(), status, d)
+		}
 		s.log.Info("request", "method", c.Request().Method, "path", c.Request().URL.Path, "route", c.Path(),
 			"status", status, "duration_ms", d.Milliseconds(), "request_id", requestID(c))
 		return nil

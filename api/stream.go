@@ -133,6 +133,7 @@ type streamRequest struct {
 	hasCursor bool
 	transport string
 	timeout   time.Duration
+	requestID string
 }
 
 func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)) echo.HandlerFunc {
@@ -149,7 +150,10 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 		if err != nil {
 			return err
 		}
-		defer release()
+		// A hijacked stream outlives this handler and takes the slot with
+		// it (streamSlot.take); otherwise it is given back here.
+		slot := &streamSlot{release: release}
+		defer func() { slot.release() }()
 		if s.drain.Err() != nil {
 			return models.Errorf(models.CodeServiceUnavailable, "the server is shutting down; reconnect")
 		}
@@ -164,14 +168,14 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 		case transportPoll:
 			return s.servePoll(c, req)
 		default:
-			return s.serveStream(c, req)
+			return s.serveStream(c, req, slot)
 		}
 	}
 }
 
 func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([]models.Topic, error)) (*streamRequest, error) {
 	r := c.Request()
-	req := &streamRequest{user: currentUser(c), transport: transportSSE}
+	req := &streamRequest{user: currentUser(c), transport: transportSSE, requestID: requestID(c)}
 	switch {
 	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		req.transport = transportWS
@@ -316,38 +320,55 @@ func (s *Server) snapshotFields(ctx context.Context, req *streamRequest, reset b
 type frameWriter struct {
 	contentType string
 	preamble    []byte
-	event       func(dst []byte, m *stream.Message) []byte
-	heartbeat   []byte
+	// frame is an event's complete frame, shared by every subscriber (see
+	// stream.Message); it must not be modified.
+	frame     func(m *stream.Message) []byte
+	heartbeat []byte
 }
 
 var (
 	sseWriter = frameWriter{
 		contentType: "text/event-stream",
 		preamble:    stream.AppendRetry(nil, retryAfter),
-		event:       func(dst []byte, m *stream.Message) []byte { return append(dst, m.SSE()...) },
+		frame:       (*stream.Message).SSE,
 		heartbeat:   stream.AppendComment(nil, "keep-alive"),
 	}
 	ndjsonWriter = frameWriter{
 		contentType: "application/x-ndjson",
-		event:       func(dst []byte, m *stream.Message) []byte { return append(dst, m.NDJSON()...) },
+		frame:       (*stream.Message).NDJSON,
 		heartbeat:   []byte("\n"),
 	}
 )
 
-// serveStream runs an SSE or NDJSON stream: the handler goroutine is the one
-// writer; it writes what is queued in one flush and sends a heartbeat after
-// each idle interval.
-func (s *Server) serveStream(c echo.Context, req *streamRequest) error {
-	fw := sseWriter
+// serveStream runs an SSE or NDJSON stream. Once subscribed, with its
+// opening frames built, it hands an HTTP/1.x connection to the lean writer
+// (serveHijacked) and returns; a connection that cannot be hijacked
+// (HTTP/2) is served by serveBuffered on this handler goroutine.
+func (s *Server) serveStream(c echo.Context, req *streamRequest, slot *streamSlot) error {
+	fw := &sseWriter
 	if req.transport == transportNDJSON {
-		fw = ndjsonWriter
+		fw = &ndjsonWriter
 	}
-	ctx := c.Request().Context()
-	sub, intro, _, err := s.open(ctx, req)
+	sub, intro, _, err := s.open(c.Request().Context(), req)
 	if err != nil {
 		return err
 	}
+	opening := append([]byte(nil), fw.preamble...)
+	for _, m := range intro {
+		opening = append(opening, fw.frame(m)...)
+	}
+	if handedOff, err := s.serveHijacked(c, req, fw, sub, opening, len(intro), slot); handedOff {
+		return err
+	}
+	return s.serveBuffered(c, req, fw, sub, opening, len(intro))
+}
+
+// serveBuffered runs a stream through net/http's response writer: the
+// handler goroutine is the one writer; it writes what is queued in one
+// flush and sends a heartbeat after each idle interval. It closes sub.
+func (s *Server) serveBuffered(c echo.Context, req *streamRequest, fw *frameWriter, sub *stream.Subscription, opening []byte, introN int) error {
 	defer sub.Close()
+	ctx := c.Request().Context()
 	s.cfg.StreamMetrics.StreamOpened(req.transport)
 	defer s.cfg.StreamMetrics.StreamClosed(req.transport)
 
@@ -360,10 +381,6 @@ func (s *Server) serveStream(c echo.Context, req *streamRequest) error {
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w.Writer)
 
-	buf := append([]byte(nil), fw.preamble...)
-	for _, m := range intro {
-		buf = fw.event(buf, m)
-	}
 	write := func(b []byte) error {
 		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if _, err := w.Write(b); err != nil {
@@ -371,10 +388,11 @@ func (s *Server) serveStream(c echo.Context, req *streamRequest) error {
 		}
 		return rc.Flush()
 	}
-	if err := write(buf); err != nil {
+	if err := write(opening); err != nil {
 		return errStreamEnded
 	}
-	s.cfg.StreamMetrics.Delivered(req.transport, len(intro))
+	s.cfg.StreamMetrics.Delivered(req.transport, introN)
+	var buf []byte
 	for {
 		m, err := s.next(ctx, sub, s.cfg.HeartbeatInterval)
 		switch {
@@ -384,17 +402,17 @@ func (s *Server) serveStream(c echo.Context, req *streamRequest) error {
 			}
 			continue
 		case err != nil:
-			s.endLog(err, req)
+			s.endLog(err, req.transport, req.requestID)
 			return errStreamEnded
 		}
-		buf = fw.event(buf[:0], m)
+		buf = append(buf[:0], fw.frame(m)...)
 		n := 1
 		for ; n < maxBatch; n++ {
 			m, ok := sub.TryNext()
 			if !ok {
 				break
 			}
-			buf = fw.event(buf, m)
+			buf = append(buf, fw.frame(m)...)
 		}
 		if write(buf) != nil {
 			return errStreamEnded
@@ -421,13 +439,14 @@ func (s *Server) next(ctx context.Context, sub *stream.Subscription, idle time.D
 	return m, err
 }
 
-func (s *Server) endLog(err error, req *streamRequest) {
+// endLog logs why a stream ended, unless that was an ordinary end.
+func (s *Server) endLog(err error, transport, requestID string) {
 	switch {
 	case errors.Is(err, stream.ErrSlowConsumer):
-		s.log.Info("stream dropped a slow consumer", "transport", req.transport)
+		s.log.Info("stream dropped a slow consumer", "transport", transport, "request_id", requestID)
 	case errors.Is(err, stream.ErrClosed), errors.Is(err, context.Canceled):
 	default:
-		s.log.Warn("stream ended", "transport", req.transport, "err", err)
+		s.log.Warn("stream ended", "transport", transport, "err", err, "request_id", requestID)
 	}
 }
 
@@ -462,7 +481,7 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 			events, last = append(events, m.Data()), m.Seq()
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, stream.ErrClosed):
 		default:
-			s.endLog(err, req)
+			s.endLog(err, req.transport, req.requestID)
 			if ctx.Err() != nil {
 				return errStreamEnded
 			}
@@ -566,7 +585,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 			conn.Close(websocket.StatusTryAgainLater, "too slow; reconnect with last_event_id")
 			return errStreamEnded
 		case err != nil:
-			s.endLog(err, req)
+			s.endLog(err, req.transport, req.requestID)
 			return errStreamEnded
 		}
 		if send(m.Data()) != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,10 +46,11 @@ type HubOptions struct {
 // ever blocking, and replays from the Outbox what a subscriber missed before
 // it arrived or the broker missed while it reconnected.
 //
-// The Hub has no goroutines of its own, so there is nothing to run: events
-// are dispatched on the broker's goroutine, and each Subscription's reader
-// reads its replay on its own goroutine. It is ready once NewHub returns.
-// All methods are safe for concurrent use.
+// The Hub has no long-lived goroutines of its own, so there is nothing to
+// run: events are dispatched on the broker's goroutine (helped, for a topic
+// with many subscribers, by one short-lived goroutine per CPU), and each
+// Subscription's reader reads its replay on its own goroutine. It is ready
+// once NewHub returns. All methods are safe for concurrent use.
 type Hub struct {
 	broker    Broker
 	outbox    Outbox
@@ -132,8 +134,9 @@ func (h *Hub) Subscribe(ctx context.Context, topics []models.Topic) (*Subscripti
 	}
 	h.mu.Lock()
 	s.joined = s.registered
+	joined := s.joined // read under the lock: Hub.Close may clear it
 	h.mu.Unlock()
-	if !s.joined { // the hub closed meanwhile
+	if !joined { // the hub closed meanwhile
 		h.broker.Unsubscribe(topics...)
 		return nil, ErrClosed
 	}
@@ -220,14 +223,53 @@ func (h *Hub) detachLocked(s *Subscription) (joined bool) {
 	return joined
 }
 
+// parallelOffers is the smallest share of a topic's subscribers worth a
+// goroutine of its own in dispatch.
+const parallelOffers = 512
+
 // dispatch offers m to every subscriber of topic; it never blocks on one.
+// An offer may write to a subscriber's socket (EnableDirect), a system
+// call, so a large set is offered by one goroutine per CPU. The read lock
+// is held until every offer is made, so Subscribe's promise holds: a
+// subscriber registered before the event arrived is offered it.
 func (h *Hub) dispatch(topic models.Topic, m *Message) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for s := range h.topics[topic] {
-		if s.offer(m, h.queueSize) {
-			h.metrics.slowConsumer()
+	set := h.topics[topic]
+	workers := min(runtime.GOMAXPROCS(0), len(set)/parallelOffers)
+	if workers < 2 {
+		for s := range set {
+			h.offer(s, m)
 		}
+		return
+	}
+	p := offerLists.Get().(*[]*Subscription)
+	subs := (*p)[:0]
+	for s := range set {
+		subs = append(subs, s)
+	}
+	chunk := (len(subs) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for i := 0; i < len(subs); i += chunk {
+		part := subs[i:min(i+chunk, len(subs))]
+		wg.Go(func() {
+			for _, s := range part {
+				h.offer(s, m)
+			}
+		})
+	}
+	wg.Wait()
+	clear(subs)
+	*p = subs
+	offerLists.Put(p)
+}
+
+// offerLists recycles dispatch's lists of subscribers.
+var offerLists = sync.Pool{New: func() any { return new([]*Subscription) }}
+
+func (h *Hub) offer(s *Subscription, m *Message) {
+	if s.offer(m, h.queueSize) {
+		h.metrics.slowConsumer()
 	}
 }
 
@@ -296,8 +338,8 @@ func (f feed) Resync() { f.h.catchUp() }
 
 // Subscription is one subscriber's feed of events: first the history after
 // its cursor, read from the Outbox, then live events, each exactly once and
-// in sequence order. Start, Next and TryNext belong to one reader goroutine;
-// Close may be called from any goroutine.
+// in sequence order. Start, Next, TryNext and Poll belong to one reader
+// goroutine; Close, Ready and OnEnd may be called from any goroutine.
 type Subscription struct {
 	hub    *Hub
 	topics []models.Topic
@@ -307,10 +349,14 @@ type Subscription struct {
 	registered bool // in hub.topics
 	joined     bool // holds a broker subscription of topics
 
-	mu   sync.Mutex
-	q    ring  // live events, in sequence order
-	high int64 // highest Seq ever queued, to drop copies from a second channel or a re-publish
-	err  error
+	mu    sync.Mutex
+	q     ring  // live events, in sequence order
+	high  int64 // highest Seq ever queued or sent directly, to drop copies from a second channel or a re-publish
+	err   error
+	onEnd func(error) // run once when err is set (see OnEnd)
+	// direct, when not nil, is offered each live event before it would be
+	// queued (see EnableDirect); it is only set while q is empty.
+	direct DirectFunc
 
 	// Owned by the reader.
 	started  bool
@@ -355,6 +401,87 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 func (s *Subscription) TryNext() (*Message, bool) {
 	m, _ := s.poll(nil)
 	return m, m != nil
+}
+
+// Poll is Next without the wait, for a reader that waits on Ready together
+// with its own timers instead of a context per call: it returns the next
+// event if one is ready, reading a page of the history with ctx while the
+// replay needs one; the error that ended the subscription (as Next does);
+// or nil, nil when nothing is ready yet. The same guarantee holds: the
+// history after the cursor, then live events, each exactly once and in
+// order, whichever of Next, TryNext and Poll the reader mixes.
+func (s *Subscription) Poll(ctx context.Context) (*Message, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return s.poll(ctx)
+}
+
+// Ready receives after an event was queued or the subscription ended. It
+// does not say that Poll has an event: a reader loops "Poll until nil, then
+// wait on Ready". A signal sent while nobody waits is kept (one), so none is
+// lost between a Poll that returned nil and the wait.
+func (s *Subscription) Ready() <-chan struct{} { return s.wake }
+
+// DirectFunc sends a live event to the subscriber's client at once, on the
+// goroutine that dispatches it, instead of queuing it for the reader (see
+// Subscription.EnableDirect). It must never block and must not call the
+// Subscription or the Hub: it runs with the hub's read lock and the
+// subscription's lock held, while the other subscribers wait their turn
+// (those of other subscriptions may run at the same time). It reports
+// whether it sent m (wrote it, or took it to finish writing later) and
+// whether it can take more. If it did not send m, m is queued as if there
+// were no DirectFunc, and the dispatcher stops calling it.
+type DirectFunc func(m *Message) (sent, more bool)
+
+// EnableDirect lets the dispatcher send live events through f while the
+// queue is empty, sparing the reader a wake-up per event. The reader calls
+// it once it has written everything it has taken (Poll returned nil). It
+// reports false, changing nothing, while the replay is not finished, an
+// event is queued, or the subscription has ended. Direct sending stops when
+// f does not send an event or says it takes no more: that event and the
+// following ones are queued, and Ready fires, until the reader enables it
+// again. Events keep their order and are sent once either way, and a
+// subscriber whose f keeps refusing fills its queue and is dropped with
+// ErrSlowConsumer as usual.
+func (s *Subscription) EnableDirect(f DirectFunc) bool {
+	if !s.started || !s.live {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.q.n > 0 {
+		return false
+	}
+	// The queue's copies of replayed events are dropped by poll, which
+	// compares with last; f gets no such check, so offer must drop them:
+	// the relay may publish an event after a resuming reader has read it
+	// from the outbox.
+	s.high = max(s.high, s.last)
+	s.direct = f
+	return true
+}
+
+// OnEnd arranges for f to run once when the subscription ends, with the
+// error Next then returns: ErrSlowConsumer for a full queue,
+// ErrInterrupted, or ErrClosed (Close, or Hub.Close).
+// It lets the reader's owner wake a reader that is blocked elsewhere, on a
+// socket write, since that reader cannot watch Ready meanwhile. f runs on
+// the goroutine that ends the subscription, which may be the broker's
+// dispatching goroutine while it holds the hub's lock: it must return at
+// once and must not call the Subscription or the Hub. If the subscription
+// has already ended, f runs before OnEnd returns. A later call replaces an
+// earlier f that has not run.
+func (s *Subscription) OnEnd(f func(err error)) {
+	s.mu.Lock()
+	err := s.err
+	if err == nil {
+		s.onEnd = f
+	}
+	s.mu.Unlock()
+	if err != nil {
+		f(err)
+	}
 }
 
 // poll returns the next event if it is ready, or nil. Only with a non-nil
@@ -421,28 +548,57 @@ func (s *Subscription) Close() {
 // whether this dropped the subscriber for a full queue.
 func (s *Subscription) offer(m *Message, limit int) (dropped bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.err != nil || m.Seq() <= s.high {
+		s.mu.Unlock()
 		return false
 	}
+	if s.direct != nil {
+		// The queue is empty and the reader has returned every event
+		// before m, so writing m now keeps the order.
+		sent, more := s.direct(m)
+		if sent {
+			s.high = m.Seq()
+		}
+		if !sent || !more {
+			s.direct = nil // back to the queue, until the reader enables it again
+			s.signal()
+		}
+		if sent {
+			s.mu.Unlock()
+			return false
+		}
+	}
 	if s.q.n >= limit {
-		s.err, s.q = ErrSlowConsumer, ring{}
-		s.signal()
+		s.endLocked(ErrSlowConsumer)
 		return true
 	}
 	s.q.push(m)
 	s.high = m.Seq()
 	s.signal()
+	s.mu.Unlock()
 	return false
 }
 
 // fail ends the subscription with err unless it has ended already.
 func (s *Subscription) fail(err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil {
-		s.err, s.q = err, ring{}
-		s.signal()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.endLocked(err)
+}
+
+// endLocked sets err, drops the queue, wakes the reader, unlocks s.mu and
+// then runs the OnEnd function, outside the lock.
+func (s *Subscription) endLocked(err error) {
+	s.err, s.q, s.direct = err, ring{}, nil
+	s.signal()
+	f := s.onEnd
+	s.onEnd = nil
+	s.mu.Unlock()
+	if f != nil {
+		f(err)
 	}
 }
 

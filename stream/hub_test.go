@@ -432,3 +432,315 @@ func BenchmarkFanout(b *testing.B) {
 		}
 	}
 }
+
+// Poll and Ready give a reader the Next guarantee without a context per
+// call: the history after the cursor in pages, then live events, each
+// exactly once and in order, and nil (wait on Ready) when nothing is ready.
+func TestSubscriptionPollAndReady(t *testing.T) {
+	h, b, o := testHub(t, HubOptions{ReplayBatch: 3})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	publishNow(t, o, b, topic, topic, topic, topic, topic) // 1..5
+	s := subscribe(t, h, 1, topic)
+	publishNow(t, o, b, topic) // 6: in the outbox and in the live queue
+
+	var got []int64
+	pollAll := func() {
+		t.Helper()
+		for {
+			m, err := s.Poll(ctx)
+			if err != nil {
+				t.Fatalf("Poll after %v: %v", got, err)
+			}
+			if m == nil {
+				return
+			}
+			got = append(got, m.Seq())
+			if m, ok := s.TryNext(); ok { // mixing TryNext in changes nothing
+				got = append(got, m.Seq())
+			}
+		}
+	}
+	pollAll()
+	if want := []int64{2, 3, 4, 5, 6}; !slices.Equal(got, want) {
+		t.Fatalf("replay then live = %v, want %v", got, want)
+	}
+	select {
+	case <-s.Ready(): // the signal of 6, already read
+	default:
+	}
+	if m, err := s.Poll(ctx); m != nil || err != nil {
+		t.Fatalf("Poll with nothing ready = %v, %v; want nil, nil", m, err)
+	}
+	publishNow(t, o, b, topic, topic)
+	select {
+	case <-s.Ready():
+	case <-ctx.Done():
+		t.Fatal("Ready never signalled the new events")
+	}
+	got = nil
+	pollAll()
+	if want := []int64{7, 8}; !slices.Equal(got, want) {
+		t.Fatalf("live = %v, want %v", got, want)
+	}
+	s.Close()
+	<-s.Ready()
+	if _, err := s.Poll(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Poll after Close = %v, want ErrClosed", err)
+	}
+}
+
+// OnEnd runs once, with the error Next returns, however the subscription
+// ends, and at once when it has ended already.
+func TestSubscriptionOnEnd(t *testing.T) {
+	topic := models.StationTopic(1)
+	for _, tc := range []struct {
+		name string
+		end  func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription)
+		want error
+	}{
+		{"dropped for a full queue", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) {
+			for range 5 {
+				publishNow(t, o, b, topic)
+			}
+		}, ErrSlowConsumer},
+		{"closed", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) { s.Close() }, ErrClosed},
+		{"hub closed", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) { h.Close() }, ErrClosed},
+		{"interrupted", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) {
+			o.setFailReads(errors.New("database is down"))
+			feed{h}.Resync()
+		}, ErrInterrupted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, b, o := testHub(t, HubOptions{QueueSize: 4})
+			s := subscribe(t, h, 0, topic)
+			var calls []error
+			s.OnEnd(func(err error) { calls = append(calls, err) })
+			publishNow(t, o, b, topic) // queued, not an end
+			if len(calls) != 0 {
+				t.Fatalf("OnEnd ran before the end: %v", calls)
+			}
+			tc.end(h, b, o, s)
+			s.Close() // ending again does not run it again
+			h.Close()
+			if len(calls) != 1 || !errors.Is(calls[0], tc.want) {
+				t.Fatalf("OnEnd calls = %v, want one with %v", calls, tc.want)
+			}
+			var late error
+			s.OnEnd(func(err error) { late = err })
+			if !errors.Is(late, tc.want) {
+				t.Fatalf("OnEnd after the end ran with %v, want %v at once", late, tc.want)
+			}
+		})
+	}
+}
+
+// directRecorder is a DirectFunc that records what it sends and answers as
+// told.
+type directRecorder struct {
+	got        []int64
+	sent, more bool
+	calls      int
+}
+
+func (d *directRecorder) send(m *Message) (bool, bool) {
+	d.calls++
+	if d.sent {
+		d.got = append(d.got, m.Seq())
+	}
+	return d.sent, d.more
+}
+
+// While direct sending is on, live events go to the DirectFunc instead of
+// the queue, once each and in order; an event it does not send, or its
+// saying it takes no more, turns it off and wakes the reader, and the
+// events after queue up behind, until the reader enables it again.
+func TestSubscriptionDirect(t *testing.T) {
+	h, b, o := testHub(t, HubOptions{ReplayBatch: 2})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	publishNow(t, o, b, topic, topic, topic) // 1..3, history
+	s := subscribe(t, h, 0, topic)
+	d := &directRecorder{sent: true, more: true}
+
+	if s.EnableDirect(d.send) {
+		t.Fatal("EnableDirect before the replay: on")
+	}
+	expect(t, ctx, s, 1, 2, 3)
+	publishNow(t, o, b, topic) // 4, queued
+	if s.EnableDirect(d.send) {
+		t.Fatal("EnableDirect with an event queued: on")
+	}
+	expect(t, ctx, s, 4)
+	if m, err := s.Poll(ctx); m != nil || err != nil {
+		t.Fatalf("Poll = %v, %v; want nothing", m, err)
+	}
+	if !s.EnableDirect(d.send) {
+		t.Fatal("EnableDirect with nothing queued: off")
+	}
+	publishNow(t, o, b, topic, topic) // 5, 6: sent directly
+	again, err := o.EventsAfter(ctx, 4, []models.Topic{topic}, 10)
+	if err != nil || len(again) != 2 {
+		t.Fatalf("EventsAfter = %v, %v", again, err)
+	}
+	for _, ev := range again {
+		mustPublish(t, b, ev) // a re-publish is not sent twice
+	}
+	if m, _ := s.Poll(ctx); m != nil || !slices.Equal(d.got, []int64{5, 6}) {
+		t.Fatalf("direct: sent %v, queued %v; want 5, 6 sent and nothing queued", d.got, m)
+	}
+
+	select {
+	case <-s.Ready():
+	default:
+	}
+	d.sent = false // the socket is full: 7 and 8 are queued
+	publishNow(t, o, b, topic, topic)
+	if d.calls != 3 {
+		t.Fatalf("DirectFunc called %d times, want 3: not again once it refused", d.calls)
+	}
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("a refused event did not wake the reader")
+	}
+	expect(t, ctx, s, 7, 8)
+
+	d.sent, d.more = true, false // 9 is sent in part; the writer must finish it
+	if !s.EnableDirect(d.send) {
+		t.Fatal("EnableDirect again: off")
+	}
+	select {
+	case <-s.Ready(): // a stale signal
+	default:
+	}
+	publishNow(t, o, b, topic)
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("a direct send that takes no more did not wake the reader")
+	}
+	publishNow(t, o, b, topic) // 10, queued behind the rest of 9
+	if !slices.Equal(d.got, []int64{5, 6, 9}) {
+		t.Fatalf("direct sends %v, want 5, 6, 9", d.got)
+	}
+	expect(t, ctx, s, 10)
+
+	s.Close()
+	if s.EnableDirect(d.send) {
+		t.Fatal("EnableDirect after Close: on")
+	}
+}
+
+// Events that a resuming reader replayed from the outbox before the relay
+// published them are not sent again directly when they arrive live.
+func TestSubscriptionDirectAfterReplay(t *testing.T) {
+	h, b, o := testHub(t, HubOptions{})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	publishNow(t, o, b, topic) // 1
+	s := subscribe(t, h, 1, topic)
+	o.add(topic)
+	o.add(topic)
+	late := o.sequence() // 2, 3: sequenced, not yet published
+	expect(t, ctx, s, 2, 3)
+	if m, err := s.Poll(ctx); m != nil || err != nil {
+		t.Fatalf("Poll = %v, %v; want nothing", m, err)
+	}
+	d := &directRecorder{sent: true, more: true}
+	if !s.EnableDirect(d.send) {
+		t.Fatal("EnableDirect: off")
+	}
+	for _, ev := range late {
+		mustPublish(t, b, ev)
+	}
+	publishNow(t, o, b, topic) // 4
+	if !slices.Equal(d.got, []int64{4}) {
+		t.Fatalf("sent directly %v, want only 4: 2 and 3 were replayed", d.got)
+	}
+}
+
+// A subscriber whose direct sends keep failing (its socket is full) fills
+// its queue and is dropped like any other slow consumer.
+func TestSubscriptionDirectSlowConsumer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h, b, o := testHub(t, HubOptions{QueueSize: 4, Metrics: NewMetrics(reg)})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	s := subscribe(t, h, 0, topic)
+	if m, err := s.Poll(ctx); m != nil || err != nil {
+		t.Fatalf("Poll = %v, %v", m, err)
+	}
+	var ended error
+	s.OnEnd(func(err error) { ended = err })
+	full := &directRecorder{}
+	for range 10 {
+		s.EnableDirect(full.send) // a reader re-enabling it cannot save it: the queue is not empty
+		publishNow(t, o, b, topic)
+	}
+	if !errors.Is(ended, ErrSlowConsumer) || counterValue(t, reg, "batteryswap_slow_consumer_disconnects_total") != 1 {
+		t.Fatalf("ended with %v, %v drops; want ErrSlowConsumer, 1", ended, counterValue(t, reg, "batteryswap_slow_consumer_disconnects_total"))
+	}
+	if full.calls != 1 {
+		t.Fatalf("DirectFunc called %d times, want once", full.calls)
+	}
+}
+
+// A topic with many subscribers is offered in parallel chunks; each
+// subscriber still gets every event once and in order, directly or queued.
+func TestHubDispatchManySubscribers(t *testing.T) {
+	h, b, o := testHub(t, HubOptions{})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	const n, events = 3 * parallelOffers, 20
+	subs := make([]*Subscription, n)
+	direct := make([]*directRecorder, n)
+	for i := range subs {
+		subs[i] = subscribe(t, h, 0, topic)
+		if m, err := subs[i].Poll(ctx); m != nil || err != nil {
+			t.Fatalf("Poll = %v, %v", m, err)
+		}
+		direct[i] = &directRecorder{sent: true, more: i%2 == 0}
+		subs[i].EnableDirect(direct[i].send)
+	}
+	for range events {
+		publishNow(t, o, b, topic)
+	}
+	for i, s := range subs {
+		got := slices.Clone(direct[i].got)
+		for m, ok := s.TryNext(); ok; m, ok = s.TryNext() {
+			got = append(got, m.Seq())
+		}
+		if len(got) != events || !slices.IsSorted(got) || got[0] != 1 || got[events-1] != events {
+			t.Fatalf("subscriber %d got %v, want 1..%d", i, got, events)
+		}
+	}
+}
+
+// Hub.Close while subscriptions are being made and held leaves no
+// subscription behind and races with none of them (run with -race).
+func TestHubCloseWhileSubscribing(t *testing.T) {
+	h, b, _ := testHub(t, HubOptions{})
+	const n = 20
+	hold := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			s, err := h.Subscribe(context.Background(), []models.Topic{models.TopicStations})
+			if err != nil {
+				return
+			}
+			<-hold // open while the hub closes
+			s.Close()
+		})
+	}
+	for h.Subscribers() < n/2 {
+		runtime.Gosched() // no sleep: nothing may order the Subscribe calls before Close
+	}
+	h.Close()
+	close(hold)
+	wg.Wait()
+	if n := h.Subscribers(); n != 0 || len(b.refs) != 0 {
+		t.Fatalf("after Close: %d subscribers, broker refs %v", n, b.refs)
+	}
+}

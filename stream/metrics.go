@@ -73,6 +73,27 @@ func (m *Metrics) Delivered(transport string, n int) {
 	}
 }
 
+// Deliveries counts events written to the clients of one transport. It is
+// Delivered with the label looked up once, for writers that count every
+// event. The zero value counts nothing.
+type Deliveries struct{ c prometheus.Counter }
+
+// DeliveriesOf returns the Deliveries of a transport; a nil Metrics gives
+// the zero value.
+func (m *Metrics) DeliveriesOf(transport string) Deliveries {
+	if m == nil {
+		return Deliveries{}
+	}
+	return Deliveries{m.delivered.WithLabelValues(transport)}
+}
+
+// Add counts n events.
+func (d Deliveries) Add(n int) {
+	if d.c != nil {
+		d.c.Add(float64(n))
+	}
+}
+
 func (m *Metrics) eventPublished(lag time.Duration) {
 	if m != nil {
 		m.published.Inc()

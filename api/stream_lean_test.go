@@ -1,0 +1,585 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"batteryswap/api"
+	"batteryswap/models"
+	"batteryswap/store"
+	"batteryswap/store/storetest"
+	"batteryswap/stream"
+)
+
+// leanEnv is a server whose HTTP/1.1 SSE and NDJSON streams go through the
+// lean (hijacked) writer, with the pieces a test of that writer needs.
+type leanEnv struct {
+	srv    *api.Server
+	ts     *httptest.Server
+	hub    *stream.Hub
+	broker *stream.MemoryBroker
+	reg    *prometheus.Registry
+	seq    int64 // last event id published
+}
+
+// newLeanEnv starts a server on SQLite with the given hub options and
+// heartbeat, speaking plain HTTP/1.1, or with tls HTTP/1.1 and, with h2,
+// HTTP/2 over TLS. Everything closes when the test ends.
+func newLeanEnv(t *testing.T, hubOpts stream.HubOptions, heartbeat time.Duration, maxStreams int, tls, h2 bool) *leanEnv {
+	t.Helper()
+	st := storetest.Open(t, "sqlite", store.Options{})
+	broker := stream.NewMemoryBroker()
+	t.Cleanup(func() { _ = broker.Close() })
+	reg := prometheus.NewRegistry()
+	hubOpts.Metrics = stream.NewMetrics(reg)
+	hub := stream.NewHub(broker, st, hubOpts)
+	t.Cleanup(hub.Close)
+	srv := api.New(api.Config{
+		JWTSecret: []byte("test"), BcryptCost: 4, AuthRateLimit: -1, BookingRateLimit: -1,
+		HeartbeatInterval: heartbeat, MaxStreamsPerClient: maxStreams,
+		Registry: reg, StreamMetrics: hubOpts.Metrics,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}, st, hub, broker)
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	if tls {
+		ts.EnableHTTP2 = h2
+		ts.StartTLS()
+	} else {
+		ts.Start()
+	}
+	t.Cleanup(ts.Close)
+	last, _, err := hub.Head(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &leanEnv{srv: srv, ts: ts, hub: hub, broker: broker, reg: reg, seq: last}
+}
+
+// publish sends the next event of station 1 (topics station:1 and
+// stations) with a message of size bytes, and returns it.
+func (e *leanEnv) publish(t *testing.T, size int) *models.Event {
+	t.Helper()
+	e.seq++
+	ev := &models.Event{
+		Seq: e.seq, Type: models.EventInventoryUpdate, Topic: models.StationTopic(1), CreatedAt: time.Now(),
+		Payload: models.NewPayload(models.EventInventoryUpdate, time.Now(), map[string]any{"message": strings.Repeat("x", size)}),
+	}
+	if err := e.broker.Publish(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// metric is the value of a counter or gauge in the registry, summed over
+// the series whose labels include labels (name, value pairs).
+func (e *leanEnv) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
+				}
+				if !found {
+					continue series
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+// eventually polls cond every few milliseconds until it holds, and fails
+// the test with what after a generous limit.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling another goroutine's progress, with a deadline
+	}
+}
+
+// rawStream is a client on a plain TCP connection, to see the bytes.
+type rawStream struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialStream sends GET path on a new connection and returns without
+// reading anything.
+func dialStream(t *testing.T, addr, path string) *rawStream {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\nAccept: */*\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	return &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 256<<10)}
+}
+
+// expect reads exactly len(want) bytes and compares.
+func (s *rawStream) expect(t *testing.T, what string, want []byte) {
+	t.Helper()
+	_ = s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(s.r, got); err != nil {
+		t.Fatalf("%s: %v (read %q)", what, err, got)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("%s:\ngot  %q\nwant %q", what, got, want)
+	}
+}
+
+// line reads one line, with its line break.
+func (s *rawStream) line(t *testing.T) string {
+	t.Helper()
+	_ = s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	l, err := s.r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read line: %v (read %q)", err, l)
+	}
+	return l
+}
+
+// head reads the response head: its status line and its header lines,
+// each of which must end with CRLF.
+func (s *rawStream) head(t *testing.T) (status string, header map[string]string) {
+	t.Helper()
+	header = map[string]string{}
+	for i := 0; ; i++ {
+		l := s.line(t)
+		if !strings.HasSuffix(l, "\r\n") {
+			t.Fatalf("head line %q does not end with CRLF", l)
+		}
+		l = strings.TrimSuffix(l, "\r\n")
+		switch k, v, ok := strings.Cut(l, ": "); {
+		case i == 0:
+			status = l
+		case l == "":
+			return status, header
+		case !ok:
+			t.Fatalf("header line %q", l)
+		default:
+			if _, dup := header[k]; dup {
+				t.Fatalf("header %s twice", k)
+			}
+			header[k] = v
+		}
+	}
+}
+
+// eof waits until the server has closed the connection, skipping what it
+// sent before.
+func (s *rawStream) eof(t *testing.T, within time.Duration) {
+	t.Helper()
+	_ = s.conn.SetReadDeadline(time.Now().Add(within))
+	if _, err := io.Copy(io.Discard, s.r); err != nil {
+		t.Fatalf("the server did not close the stream: %v", err)
+	}
+}
+
+// The hijacked writer's bytes on the wire: the response head it writes
+// itself (status, stream headers, the request id, Connection: close and no
+// body framing), the preamble and the opening events, an event's frame
+// exactly as stream.Message encodes it, and heartbeats on an idle stream.
+// The stream's slot, subscription, gauge and request metric are held while
+// it is open and released when its client leaves, by the next heartbeat.
+func TestLeanStreamWire(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		path        string
+		contentType string
+		preamble    string
+		opening     func(l string) bool // first line of each opening event
+		frame       func(m *stream.Message) []byte
+		heartbeat   string
+	}{
+		{
+			name: "sse", path: "/stream/stations", contentType: "text/event-stream",
+			preamble: "retry: 2000\n\n",
+			opening:  func(l string) bool { return strings.HasPrefix(l, "id: ") },
+			frame:    (*stream.Message).SSE, heartbeat: ": keep-alive\n\n",
+		},
+		{
+			name: "ndjson", path: "/stream/stations?format=ndjson", contentType: "application/x-ndjson",
+			opening: func(l string) bool { return strings.HasPrefix(l, `{"id":"`) },
+			frame:   (*stream.Message).NDJSON, heartbeat: "\n",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newLeanEnv(t, stream.HubOptions{}, 100*time.Millisecond, 1, false, false)
+			c := dialStream(t, e.ts.Listener.Addr().String(), tc.path)
+
+			status, h := c.head(t)
+			if status != "HTTP/1.1 200 OK" {
+				t.Fatalf("status line %q", status)
+			}
+			for k, want := range map[string]string{
+				"Content-Type": tc.contentType, "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "close",
+			} {
+				if h[k] != want {
+					t.Errorf("%s: %q, want %q", k, h[k], want)
+				}
+			}
+			for _, k := range []string{"X-Request-Id", "Date"} {
+				if h[k] == "" {
+					t.Errorf("no %s header: %q", k, h)
+				}
+			}
+			for _, k := range []string{"Transfer-Encoding", "Content-Length"} {
+				if v, ok := h[k]; ok {
+					t.Errorf("%s: %q on a close-delimited stream", k, v)
+				}
+			}
+
+			c.expect(t, "preamble", []byte(tc.preamble))
+			for _, typ := range []string{models.EventConnectionEstablished, models.EventSnapshot} {
+				l := c.line(t)
+				if !tc.opening(l) {
+					t.Fatalf("opening %s: line %q", typ, l)
+				}
+				if tc.name == "sse" {
+					for l != "\n" {
+						if strings.HasPrefix(l, "event: ") && l != "event: "+typ+"\n" {
+							t.Fatalf("opening event %q, want %s", l, typ)
+						}
+						l = c.line(t)
+					}
+				} else if !strings.Contains(l, `"type":"`+typ+`"`) {
+					t.Fatalf("opening line %q, want type %s", l, typ)
+				}
+			}
+
+			// Live events, one frame each, byte for byte.
+			for range 3 {
+				ev := e.publish(t, 10)
+				c.expect(t, "event "+ev.ID(), tc.frame(stream.NewMessage(ev)))
+			}
+			// Idle: heartbeats.
+			c.expect(t, "heartbeat", []byte(tc.heartbeat))
+			c.expect(t, "second heartbeat", []byte(tc.heartbeat))
+			// Every event counted once, whoever wrote it (the stream's
+			// goroutine, or the dispatcher directly).
+			if n := e.metric(t, "batteryswap_events_delivered_total", "transport", tc.name); n != 2+3 {
+				t.Fatalf("delivered{%s} = %v, want 5 (2 opening events and 3 live)", tc.name, n)
+			}
+
+			// While the stream is open its slot (1 per client here), its
+			// subscription and the gauge are taken, and the request's
+			// duration is not observed yet: it covers the stream's life.
+			if e.hub.Subscribers() != 1 || e.metric(t, "batteryswap_stream_open", "transport", tc.name) != 1 {
+				t.Fatalf("open stream: %d subscribers, gauge %v", e.hub.Subscribers(), e.metric(t, "batteryswap_stream_open"))
+			}
+			if n := e.metric(t, "batteryswap_http_request_duration_seconds", "route", "/stream/stations"); n != 0 {
+				t.Fatalf("request duration observed %v times while the stream is open", n)
+			}
+			res, err := http.Get(e.ts.URL + "/stream/stations?transport=poll&timeout=0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("second stream of the client: %d, want 429", res.StatusCode)
+			}
+
+			// The client leaves; the next heartbeat notices.
+			c.conn.Close()
+			eventually(t, "the stream releases what it holds after its client left", func() bool {
+				return e.hub.Subscribers() == 0 && e.metric(t, "batteryswap_stream_open") == 0 &&
+					e.metric(t, "batteryswap_http_request_duration_seconds", "route", "/stream/stations", "status", "200") == 1
+			})
+			res, err = http.Get(e.ts.URL + "/stream/stations?transport=poll&timeout=0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("stream after the first one ended: %d, want 200 (slot released)", res.StatusCode)
+			}
+		})
+	}
+}
+
+// A client that stops reading fills its socket, then its queue, and is
+// dropped and counted, at once rather than after the write timeout, while
+// its writer is blocked on the full socket; a reading client on the same
+// topic gets every event in order.
+func TestLeanStreamDropsSlowConsumer(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{QueueSize: 8}, time.Minute, 100, false, false)
+	addr := e.ts.Listener.Addr().String()
+	fast := dialStream(t, addr, "/stream/stations?format=ndjson")
+	fast.head(t)
+	fast.line(t) // connection_established
+	fast.line(t) // snapshot
+	slow := dialStream(t, addr, "/stream/stations")
+	eventually(t, "the slow client subscribed", func() bool { return e.hub.Subscribers() == 2 })
+
+	const size = 64 << 10
+	published := 0
+	for e.metric(t, "batteryswap_slow_consumer_disconnects_total") == 0 {
+		if published == 2000 {
+			t.Fatalf("%d events of %d KiB published and the slow client still not dropped", published, size>>10)
+		}
+		ev := e.publish(t, size)
+		published++
+		// In step with the fast reader, so that its own queue stays short.
+		if l := fast.line(t); !strings.HasPrefix(l, `{"id":"`+ev.ID()+`"`) {
+			t.Fatalf("fast reader: got %.40q, want event %s", l, ev.ID())
+		}
+	}
+	// The slow stream's writer was blocked on the full socket: the drop
+	// must end it now, not when its 10 s write deadline passes.
+	start := time.Now()
+	eventually(t, "the dropped stream ends", func() bool {
+		return e.hub.Subscribers() == 1 && e.metric(t, "batteryswap_stream_open", "transport", "sse") == 0
+	})
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("the dropped stream ended after %v: it waited for its write deadline", waited)
+	}
+	for range 3 {
+		ev := e.publish(t, 10)
+		if l := fast.line(t); !strings.HasPrefix(l, `{"id":"`+ev.ID()+`"`) {
+			t.Fatalf("fast reader after the drop: got %.40q, want event %s", l, ev.ID())
+		}
+	}
+	if n := e.metric(t, "batteryswap_slow_consumer_disconnects_total"); n != 1 {
+		t.Fatalf("%v slow-consumer disconnects, want 1", n)
+	}
+	slow.eof(t, 10*time.Second)
+}
+
+// Drain ends every hijacked stream, even one whose writer is blocked on a
+// client that stopped reading, and returns once their goroutines are gone:
+// nothing leaks, and new streams are refused.
+func TestLeanStreamDrainEndsStreamsAndLeaksNothing(t *testing.T) {
+	// Registered first, so it runs after every other cleanup: the store,
+	// broker and server close first.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false)
+	addr := e.ts.Listener.Addr().String()
+	sse := dialStream(t, addr, "/stream/stations")
+	ndjson := dialStream(t, addr, "/stream?topics=stations&format=ndjson")
+	stuck := dialStream(t, addr, "/stream/stations")
+	for _, c := range []*rawStream{sse, ndjson} {
+		c.head(t)
+	}
+	eventually(t, "three subscribers", func() bool { return e.hub.Subscribers() == 3 })
+	// Fill the stuck client's socket until its writer blocks: the readers
+	// keep up, the stuck one's queue is large enough not to be dropped.
+	for _, c := range []*rawStream{sse, ndjson} {
+		go func() { _, _ = io.Copy(io.Discard, c.r) }()
+	}
+	for range 300 {
+		e.publish(t, 64<<10)
+	}
+
+	start := time.Now()
+	e.srv.Drain()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Drain took %v: it waited for a write deadline", took)
+	}
+	if n := e.hub.Subscribers(); n != 0 {
+		t.Fatalf("%d subscribers after Drain", n)
+	}
+	if n := e.metric(t, "batteryswap_stream_open"); n != 0 {
+		t.Fatalf("open-streams gauge %v after Drain", n)
+	}
+	stuck.eof(t, 10*time.Second)
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := client.Get(e.ts.URL + "/stream/stations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("stream after Drain: %d, want 503", res.StatusCode)
+	}
+}
+
+// Hub.Close ends hijacked streams: their clients see the end of the
+// response at once, and reconnect.
+func TestLeanStreamEndsWhenTheHubCloses(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{}, time.Minute, 100, false, false)
+	c := dialStream(t, e.ts.Listener.Addr().String(), "/stream/stations")
+	c.head(t)
+	eventually(t, "subscribed", func() bool { return e.hub.Subscribers() == 1 })
+	e.hub.Close()
+	c.eof(t, 5*time.Second)
+	eventually(t, "the gauge drops", func() bool { return e.metric(t, "batteryswap_stream_open") == 0 })
+}
+
+// Over TLS: HTTP/1.1 is hijacked too, but the dispatcher never writes to a
+// TLS connection's socket itself; HTTP/2 cannot be hijacked, and the same
+// stream is served through net/http.
+func TestStreamOverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		h2    bool
+		proto string
+		close bool // Connection: close, the lean writer's response
+	}{
+		{"http/1.1 hijacked", false, "HTTP/1.1", true},
+		{"http/2 buffered", true, "HTTP/2.0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newLeanEnv(t, stream.HubOptions{}, time.Minute, 100, true, tc.h2)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/stream/stations", nil)
+			res, err := e.ts.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			if res.Proto != tc.proto || res.Header.Get("Content-Type") != "text/event-stream" ||
+				res.Header.Get("X-Request-Id") == "" || res.Close != tc.close {
+				t.Fatalf("%s, Content-Type %q, X-Request-Id %q, Connection: close %v", res.Proto,
+					res.Header.Get("Content-Type"), res.Header.Get("X-Request-Id"), res.Close)
+			}
+			r := bufio.NewReader(res.Body)
+			if l, _ := r.ReadString('\n'); l != "retry: 2000\n" {
+				t.Fatalf("first line %q", l)
+			}
+			for range 3 { // the rest of the preamble, the opening events
+				for l, _ := r.ReadString('\n'); l != "\n"; l, _ = r.ReadString('\n') {
+				}
+			}
+			eventually(t, "subscribed", func() bool { return e.hub.Subscribers() == 1 })
+			for range 5 {
+				ev := e.publish(t, 1000)
+				want := stream.NewMessage(ev).SSE()
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("event %d: %v\ngot  %.80q\nwant %.80q", ev.Seq, err, got, want)
+				}
+			}
+		})
+	}
+}
+
+// A client that reads slowly gets every frame whole and in order, with
+// heartbeats only between frames: a frame the dispatcher could write only in
+// part is finished by the stream's goroutine before the events queued
+// behind it, and before any heartbeat.
+func TestLeanStreamSlowReaderGetsWholeFrames(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{QueueSize: 1000}, 2*time.Millisecond, 100, false, false)
+	c := dialStream(t, e.ts.Listener.Addr().String(), "/stream/stations")
+	if err := c.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	c.head(t)
+	for range 3 { // the preamble and the opening events, then a heartbeat
+		for l := c.line(t); l != "\n"; l = c.line(t) {
+		}
+	}
+	c.expect(t, "heartbeat", sseWriterHeartbeat)
+
+	// The stream is idle, so the dispatcher writes the next event itself.
+	// While the client does not read, this one is larger than the socket
+	// buffers (at most 4 MiB + 16 KiB here) and can only be written in
+	// part; the next ones queue up behind its rest.
+	var want [][]byte
+	total := 0
+	publish := func(size int) {
+		f := stream.NewMessage(e.publish(t, size)).SSE()
+		want, total = append(want, f), total+len(f)
+	}
+	publish(8 << 20)
+	for range 3 {
+		publish(10)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 30 {
+			size := 10
+			if i%3 == 0 {
+				size = 100 << 10
+			}
+			publish(size)
+			time.Sleep(time.Duration(i%4) * time.Millisecond) // some events find the socket free, some do not
+		}
+	}()
+	// Read slowly until every frame has come, checking the bytes as they
+	// come once the publisher is done: frames in order, and heartbeats only
+	// between them.
+	var got []byte
+	pos, frames, beats := 0, 0, 0
+	buf := make([]byte, 64<<10)
+	deadline := time.Now().Add(20 * time.Second)
+	for finished := false; !finished || frames < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d frames after %d bytes: frames were lost", frames, len(want), len(got))
+		}
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		time.Sleep(100 * time.Microsecond)
+		_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := c.r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", len(got), err)
+		}
+		for finished {
+			rest := got[pos:]
+			switch {
+			case bytes.HasPrefix(rest, sseWriterHeartbeat):
+				pos, beats = pos+len(sseWriterHeartbeat), beats+1
+				continue
+			case frames < len(want) && bytes.HasPrefix(rest, want[frames]):
+				pos, frames = pos+len(want[frames]), frames+1
+				continue
+			case bytes.HasPrefix(sseWriterHeartbeat, rest),
+				frames < len(want) && bytes.HasPrefix(want[frames], rest): // more to come
+			default:
+				t.Fatalf("frame %d of %d (%d bytes) is not whole where expected; next bytes %.60q", frames, len(want), len(want[frames%len(want)]), rest)
+			}
+			break
+		}
+	}
+	t.Logf("%d frames whole and in order, %d heartbeats between them", frames, beats)
+}
+
+var sseWriterHeartbeat = []byte(": keep-alive\n\n")

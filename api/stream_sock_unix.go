@@ -1,0 +1,73 @@
+//go:build unix
+
+package api
+
+import (
+	"net"
+	"syscall"
+)
+
+// peerGone reports whether the client has closed or reset its end of
+// conn, with one non-blocking read of the socket. Whatever else the client
+// sent is read and dropped: a stream never reads its connection. A
+// connection that is not a socket (TLS) reports false; its writes tell.
+func peerGone(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true // closed
+	}
+	gone := false
+	var buf [64]byte
+	err = raw.Read(func(fd uintptr) bool {
+		n, err := syscall.Read(int(fd), buf[:])
+		switch {
+		case n == 0 && err == nil: // end of stream
+			gone = true
+		case err == syscall.EAGAIN || err == syscall.EINTR:
+		case err != nil:
+			gone = true
+		}
+		return true // never wait for data
+	})
+	return gone || err != nil
+}
+
+// rawConnOf returns conn's socket, or nil if conn is not one (TLS).
+func rawConnOf(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// writeNow writes b to the socket as far as it takes it now, without
+// waiting for room, and returns how many bytes it took: 0 when it is full,
+// closed, or past its write deadline.
+func writeNow(raw syscall.RawConn, b []byte) int {
+	n := 0
+	err := raw.Write(func(fd uintptr) bool {
+		for {
+			var err error
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				if err != nil {
+					n = 0
+				}
+				return true // never wait for room
+			}
+		}
+	})
+	if err != nil {
+		return 0
+	}
+	return n
+}
