@@ -383,7 +383,7 @@ func (s *Subscription) Start(cursor int64) {
 // closed, ctx.Err() when ctx ends, or an error reading the history.
 func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 	for {
-		m, err := s.poll(ctx)
+		m, err := s.poll(ctx, true)
 		if m != nil || err != nil {
 			return m, err
 		}
@@ -399,7 +399,7 @@ func (s *Subscription) Next(ctx context.Context) (*Message, error) {
 // the outbox, so a writer can send what is queued and flush once. When it
 // returns false, Next tells what comes next (an event or an error).
 func (s *Subscription) TryNext() (*Message, bool) {
-	m, _ := s.poll(nil)
+	m, _ := s.poll(context.Background(), false)
 	return m, m != nil
 }
 
@@ -414,7 +414,7 @@ func (s *Subscription) Poll(ctx context.Context) (*Message, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return s.poll(ctx)
+	return s.poll(ctx, true)
 }
 
 // Ready receives after an event was queued or the subscription ended. It
@@ -484,9 +484,9 @@ func (s *Subscription) OnEnd(f func(err error)) {
 	}
 }
 
-// poll returns the next event if it is ready, or nil. Only with a non-nil
-// ctx does it read a page of history from the outbox.
-func (s *Subscription) poll(ctx context.Context) (*Message, error) {
+// poll returns the next event if it is ready, or nil. Only with history set
+// does it read a page of history from the outbox (with ctx).
+func (s *Subscription) poll(ctx context.Context, history bool) (*Message, error) {
 	if !s.started {
 		return nil, errNotStarted
 	}
@@ -507,7 +507,7 @@ func (s *Subscription) poll(ctx context.Context) (*Message, error) {
 			s.live, s.page = true, nil
 			break
 		}
-		if ctx == nil {
+		if !history {
 			return nil, nil
 		}
 		h := s.hub

@@ -129,7 +129,6 @@ type streamCounters struct {
 	established atomic.Int64
 	ended       atomic.Int64
 	deliveries  atomic.Int64
-	heartbeats  atomic.Int64
 }
 
 // run dials, sends the request and reads up to connection_established,
