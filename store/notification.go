@@ -51,10 +51,19 @@ func (s *Store) ListNotifications(ctx context.Context, userID int64, unread bool
 	return out, nil
 }
 
-// UnreadNotifications returns up to limit of a user's unread notifications,
-// newest last, for stream snapshots.
+// UnreadNotifications returns the newest limit of a user's unread
+// notifications, oldest first, for stream snapshots.
 func (s *Store) UnreadNotifications(ctx context.Context, userID int64, limit int) ([]models.Notification, error) {
-	return s.ListNotifications(ctx, userID, true, models.Page{Limit: limit})
+	var rows []notificationRow
+	if err := s.db.WithContext(ctx).Where("user_id = ? AND read_at IS NULL", userID).
+		Order("id DESC").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, translate(err, "notifications")
+	}
+	out := make([]models.Notification, len(rows))
+	for i := range rows {
+		out[len(rows)-1-i] = *rows[i].model()
+	}
+	return out, nil
 }
 
 // MarkNotificationRead marks one of the user's notifications read; another

@@ -500,3 +500,18 @@ func TestRelaySequenceAndRetention(t *testing.T) {
 		}
 	})
 }
+
+func TestUnreadSnapshotHoldsTheNewest(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		u := f.user("many@example.com")
+		for i := range 5 {
+			if _, err := f.s.CreateNotification(f.ctx, models.NotificationInput{UserID: u.ID, Title: fmt.Sprintf("n%d", i), Message: "m"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := f.s.UnreadNotifications(f.ctx, u.ID, 3)
+		if err != nil || len(got) != 3 || got[0].Title != "n2" || got[2].Title != "n4" {
+			t.Fatalf("snapshot = %+v, %v; want n2, n3, n4", got, err)
+		}
+	})
+}
