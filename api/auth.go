@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -239,4 +238,3 @@ func currentUser(c echo.Context) *models.User {
 	return u
 }
 
-var errStreamEnded = errors.New("stream ended")

@@ -29,6 +29,10 @@ const (
 	subscribeTimeout   = 5 * time.Second
 )
 
+// errStreamEnded is what a stream handler returns once its response has
+// started: the error handler logs nothing more for it.
+var errStreamEnded = errors.New("stream ended")
+
 // Transport names, as metrics label them.
 const (
 	transportSSE    = "sse"

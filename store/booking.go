@@ -360,6 +360,7 @@ func (s *Store) release(tx *gorm.DB, b *bookingRow, st *stationRow, to models.Bo
 	if res.RowsAffected == 0 {
 		return nil, models.Errorf(models.CodeInvalidState, "booking %d is no longer active", b.ID)
 	}
+	// models.ChargeStatus in SQL, so the battery goes back in one statement.
 	if err := tx.Exec(`UPDATE batteries SET status = CASE WHEN charge_percent >= ? THEN 'available' ELSE 'charging' END, updated_at = ?
 		WHERE id = ?`, s.opts.ReadyCharge, now, b.BatteryID).Error; err != nil {
 		return nil, err
