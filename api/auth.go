@@ -237,4 +237,3 @@ func currentUser(c echo.Context) *models.User {
 	u, _ := c.Get(userKey).(*models.User)
 	return u
 }
-
