@@ -173,7 +173,9 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 			}
 		}
 	}()
+	s.lease.Store(l)
 	l.release = func() {
+		s.lease.CompareAndSwap(l, nil)
 		close(stop)
 		wg.Wait()
 		select {
@@ -201,6 +203,15 @@ type relayLease struct {
 }
 
 func (l *relayLease) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+func (l *relayLease) isLost() bool {
+	select {
+	case <-l.lost:
+		return true
+	default:
+		return false
+	}
+}
 
 // Pending implements stream.RelayLease.
 func (l *relayLease) Pending(ctx context.Context, limit int) ([]models.Event, error) {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -51,6 +52,10 @@ type Store struct {
 	announce  chan struct{} // PostgreSQL: tell the other instances' relays
 	instance  string        // NOTIFY payload, so the listener skips its own
 	relayLock chan struct{} // SQLite: the in-process relay lease
+	// lease is this instance's live PostgreSQL relay lease, if it holds one:
+	// its own commits then need no NOTIFY, since no other relay is active.
+	lease     atomic.Pointer[relayLease]
+	announces atomic.Int64 // NOTIFYs asked for, for tests
 	stop      context.CancelFunc
 	bg        sync.WaitGroup
 }
@@ -147,14 +152,18 @@ func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return err
 }
 
-// signal wakes this instance's relay and asks the announcer to tell the
-// other instances, without blocking; a burst of commits coalesces into one
-// wakeup of each.
+// signal wakes this instance's relay and, unless that relay holds the one
+// lease, asks the announcer to tell the other instances, without blocking; a
+// burst of commits coalesces into one wakeup of each.
 func (s *Store) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+	if l := s.lease.Load(); l != nil && !l.isLost() {
+		return
+	}
+	s.announces.Add(1)
 	select {
 	case s.announce <- struct{}{}:
 	default:

@@ -515,3 +515,30 @@ func TestUnreadSnapshotHoldsTheNewest(t *testing.T) {
 		}
 	})
 }
+
+// The instance that holds the relay lease wakes its own relay and sends no
+// NOTIFY: no other relay is active to hear it. Without the lease, every
+// commit asks for one.
+func TestCommitsAnnounceOnlyWithoutTheLease(t *testing.T) {
+	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{}), clock: newClock(), ctx: context.Background()}
+	f.station("Before")
+	before := f.s.Announces()
+	if before == 0 {
+		t.Fatal("a commit without the lease asked for no NOTIFY")
+	}
+	lease, err := f.s.AcquireRelay(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.station("Held")
+	if got := f.s.Announces(); got != before {
+		t.Fatalf("with the lease held, announces went from %d to %d", before, got)
+	}
+	if err := lease.Release(); err != nil {
+		t.Fatal(err)
+	}
+	f.station("After")
+	if got := f.s.Announces(); got <= before {
+		t.Fatalf("after release, announces stayed at %d", got)
+	}
+}
