@@ -5,6 +5,10 @@
 #   scripts/bench-bookings.sh [CLIENTS] [DURATION] [EXTRA_BSLOAD_FLAGS]
 #   scripts/bench-bookings.sh 1,8,64 10s
 #   scripts/bench-bookings.sh 64 10s -shared-station
+#
+# Experiments (docs/BENCHMARKS.md): DSN_PARAMS is appended to the database
+# URL (e.g. '&plan_cache_mode=force_generic_plan'); SETUP_SQL runs on the
+# migrated database before the load (e.g. 'DROP INDEX events_topic_seq').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
@@ -13,12 +17,13 @@ PORT=${PORT:-8093}
 go build -o /tmp/bsb-server ./cmd/batteryswap
 go build -o /tmp/bsb-load ./cmd/bsload
 psql -q "$PG/postgres" -c "drop database if exists $DB" -c "create database $DB" >/dev/null 2>&1
-ADDR=127.0.0.1:$PORT DATABASE_URL="$PG/$DB?sslmode=disable" \
+ADDR=127.0.0.1:$PORT DATABASE_URL="$PG/$DB?sslmode=disable${DSN_PARAMS:-}" \
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/13} REDIS_PREFIX=bsbench-book: JWT_SECRET=bench-secret-bench-secret \
 ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-pw AUTH_RATE_LIMIT=-1 BOOKING_RATE_LIMIT=-1 \
 MAX_STREAMS_PER_CLIENT=100000 LOG_LEVEL=warn /tmp/bsb-server serve > /tmp/bsb-server.log 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; psql -q "$PG/postgres" -c "drop database if exists $DB" >/dev/null 2>&1' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+[ -n "${SETUP_SQL:-}" ] && psql -q "$PG/$DB" -c "$SETUP_SQL"
 /tmp/bsb-load bookings -url "http://127.0.0.1:$PORT" -admin-email admin@bench.test -admin-password bench-admin-pw \
   -clients "${1:-1,8,64}" -duration "${2:-10s}" -server-pid "$pid" ${3:-}

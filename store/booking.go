@@ -55,6 +55,31 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 			return nil, false, err
 		}
 	}
+	if s.dialect.pipelines() {
+		b, err = s.createBookingPipelined(ctx, userID, stationID, idemKey)
+	} else {
+		b, err = s.createBookingTx(ctx, userID, stationID, idemKey)
+	}
+	if err != nil && isUniqueViolation(err) {
+		// The unique index on active bookings per user refused it: the same
+		// key replays the first booking (a concurrent retry won the race);
+		// otherwise the user already holds an active booking.
+		if idemKey != "" {
+			if b, ferr := s.replay(ctx, userID, stationID, idemKey); ferr == nil || models.IsCode(ferr, models.CodeIdempotencyMismatch) {
+				return b, ferr == nil, ferr
+			}
+		}
+		return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
+	}
+	if err != nil {
+		return nil, false, translate(err, "station")
+	}
+	return b, false, nil
+}
+
+// createBookingTx is CreateBooking's transaction through GORM, a statement
+// at a time.
+func (s *Store) createBookingTx(ctx context.Context, userID, stationID int64, idemKey string) (b *models.Booking, err error) {
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		st, err := s.lockStation(tx, stationID)
 		if err != nil {
@@ -94,36 +119,27 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 			return err
 		}
 		o := s.outbox(tx, now)
-		o.add(models.EventBatteryBooked, models.StationTopic(st.ID), map[string]any{
-			"station_id": st.ID, "station_name": st.Name, "battery_id": bat.ID, "booking_id": row.ID,
-			"available_batteries": station.Available, "booked_batteries": station.Booked,
-		})
-		o.inventory(station, models.ActionBooked)
-		o.bookingEvent(&row, st, models.EventBookingConfirmed, "Booking confirmed",
-			fmt.Sprintf("Battery %s is held for you at %s until %s.", bat.SerialNumber, st.Name, row.ExpiresAt.Format(time.RFC3339)), models.LevelInfo,
-			map[string]any{"battery_info": map[string]any{"id": bat.ID, "serial_number": bat.SerialNumber, "charge_percent": bat.ChargePercent}})
-		if ready {
-			o.bookingEvent(&row, st, models.EventBookingReady, "Battery ready",
-				fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", bat.SerialNumber, st.Name), models.LevelInfo, nil)
-		}
+		bookedEvents(o, &row, st, bat, station)
 		b = row.model()
 		return o.flush()
 	})
-	if err != nil && isUniqueViolation(err) {
-		// The unique index on active bookings per user refused it: the same
-		// key replays the first booking (a concurrent retry won the race);
-		// otherwise the user already holds an active booking.
-		if idemKey != "" {
-			if b, ferr := s.replay(ctx, userID, stationID, idemKey); ferr == nil || models.IsCode(ferr, models.CodeIdempotencyMismatch) {
-				return b, ferr == nil, ferr
-			}
-		}
-		return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
+	return b, err
+}
+
+// bookedEvents queues the events of a new booking.
+func bookedEvents(o *outboxWriter, row *bookingRow, st *stationRow, bat *batteryRow, station *models.Station) {
+	o.add(models.EventBatteryBooked, models.StationTopic(st.ID), map[string]any{
+		"station_id": st.ID, "station_name": st.Name, "battery_id": bat.ID, "booking_id": row.ID,
+		"available_batteries": station.Available, "booked_batteries": station.Booked,
+	})
+	o.inventory(station, models.ActionBooked)
+	o.bookingEvent(row, st, models.EventBookingConfirmed, "Booking confirmed",
+		fmt.Sprintf("Battery %s is held for you at %s until %s.", bat.SerialNumber, st.Name, row.ExpiresAt.Format(time.RFC3339)), models.LevelInfo,
+		map[string]any{"battery_info": map[string]any{"id": bat.ID, "serial_number": bat.SerialNumber, "charge_percent": bat.ChargePercent}})
+	if row.Status == string(models.BookingReady) {
+		o.bookingEvent(row, st, models.EventBookingReady, "Battery ready",
+			fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", bat.SerialNumber, st.Name), models.LevelInfo, nil)
 	}
-	if err != nil {
-		return nil, false, translate(err, "station")
-	}
-	return b, false, nil
 }
 
 // claimBattery marks the best free battery of a locked station booked, in
@@ -330,6 +346,9 @@ func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret 
 // CancelBooking ends an active booking of actor (any booking for an admin)
 // and puts its battery back at the station (not_found, invalid_state).
 func (s *Store) CancelBooking(ctx context.Context, id int64, actor *models.User) (*models.Booking, error) {
+	if s.dialect.pipelines() {
+		return s.cancelBookingPipelined(ctx, id, actor)
+	}
 	var out *models.Booking
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		b, st, err := s.lockBooking(tx, id, actor)
@@ -374,14 +393,19 @@ func (s *Store) release(tx *gorm.DB, b *bookingRow, st *stationRow, to models.Bo
 		return nil, err
 	}
 	o := s.outbox(tx, now)
+	releasedEvents(o, b, st, station, to)
+	return b.model(), o.flush()
+}
+
+// releasedEvents queues the events of a booking cancelled or expired.
+func releasedEvents(o *outboxWriter, b *bookingRow, st *stationRow, station *models.Station, to models.BookingStatus) {
 	if to == models.BookingCancelled {
 		o.inventory(station, models.ActionCancelled)
 		o.bookingEvent(b, st, models.EventBookingCancelled, "Booking cancelled",
 			fmt.Sprintf("Your booking at %s was cancelled.", st.Name), models.LevelInfo, nil)
-	} else {
-		o.inventory(station, models.ActionExpired)
-		o.bookingEvent(b, st, models.EventBookingExpired, "Booking expired",
-			fmt.Sprintf("Your booking at %s expired and its battery went back to the station.", st.Name), models.LevelWarning, nil)
+		return
 	}
-	return b.model(), o.flush()
+	o.inventory(station, models.ActionExpired)
+	o.bookingEvent(b, st, models.EventBookingExpired, "Booking expired",
+		fmt.Sprintf("Your booking at %s expired and its battery went back to the station.", st.Name), models.LevelWarning, nil)
 }

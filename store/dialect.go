@@ -90,6 +90,11 @@ func (d dialect) lockStation(tx *gorm.DB) *gorm.DB {
 	return tx
 }
 
+// pipelines reports whether the two hot transactions (book, cancel) go
+// straight to pgx, which sends a transaction's statements in two round trips
+// (booking_pg.go), instead of through GORM a statement at a time.
+func (d dialect) pipelines() bool { return d.name == "postgres" }
+
 // notifyChannel is the PostgreSQL channel on which instances announce
 // committed outbox rows to each other's relays.
 const notifyChannel = "batteryswap_outbox"

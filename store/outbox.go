@@ -87,34 +87,51 @@ func (o *outboxWriter) bookingEvent(b *bookingRow, st *stationRow, typ, title, m
 	o.user(b.UserID, typ, title, level, f)
 }
 
-// flush writes the queued events (and notifications); Store.tx wakes the
-// relays once the transaction commits.
+// flush writes the queued events (and notifications) through GORM;
+// Store.tx wakes the relays once the transaction commits.
 func (o *outboxWriter) flush() error {
-	if len(o.users) > 0 {
-		notes := make([]notificationRow, len(o.users))
-		for i, u := range o.users {
-			msg, _ := u.fields["message"].(string)
-			data, err := json.Marshal(u.fields)
-			if err != nil {
-				return err
-			}
-			notes[i] = notificationRow{UserID: u.userID, Type: u.typ, Title: u.title, Message: msg, Level: string(u.level), Data: string(data), CreatedAt: o.now}
-		}
+	notes, err := o.notifications()
+	if err != nil {
+		return err
+	}
+	if len(notes) > 0 {
 		// One multi-row insert; the ids come back in row order.
 		if err := o.tx.Create(&notes).Error; err != nil {
 			return err
 		}
-		for i, u := range o.users {
-			f := make(map[string]any, len(u.fields)+1)
-			for k, v := range u.fields {
-				f[k] = v
-			}
-			f["notification_id"] = notes[i].ID
-			o.add(u.typ, models.UserTopic(u.userID), f)
+	}
+	if evs := o.rows(notes); len(evs) > 0 {
+		return o.tx.Create(&evs).Error
+	}
+	return nil
+}
+
+// notifications returns the rows that keep the queued user events, one per
+// event in order, without ids.
+func (o *outboxWriter) notifications() ([]notificationRow, error) {
+	notes := make([]notificationRow, len(o.users))
+	for i, u := range o.users {
+		msg, _ := u.fields["message"].(string)
+		data, err := json.Marshal(u.fields)
+		if err != nil {
+			return nil, err
 		}
+		notes[i] = notificationRow{UserID: u.userID, Type: u.typ, Title: u.title, Message: msg, Level: string(u.level), Data: string(data), CreatedAt: o.now}
 	}
-	if len(o.events) == 0 {
-		return nil
+	return notes, nil
+}
+
+// rows returns every event row to insert: the queued public ones, then each
+// user event naming its notification (notes[i], with its id, keeps users[i]).
+func (o *outboxWriter) rows(notes []notificationRow) []eventRow {
+	for i, u := range o.users {
+		f := make(map[string]any, len(u.fields)+1)
+		for k, v := range u.fields {
+			f[k] = v
+		}
+		f["notification_id"] = notes[i].ID
+		o.add(u.typ, models.UserTopic(u.userID), f)
 	}
-	return o.tx.Create(&o.events).Error
+	o.users = nil
+	return o.events
 }

@@ -96,6 +96,23 @@ func TestEveryChangeWritesItsContractEvents(t *testing.T) {
 					t.Errorf("%s: %s on topic %s for station %v", step.name, e.Type, e.Topic, m["station_id"])
 				}
 			}
+			// Counts in an event are the station's counts after its change.
+			if st != nil {
+				cur, err := f.s.FindStationByID(f.ctx, st.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				now := map[string]int{"available_batteries": cur.Available, "booked_batteries": cur.Booked,
+					"charging_batteries": cur.Charging, "total_batteries": cur.Total}
+				for _, e := range stationEvs {
+					m := payload(t, e)
+					for k, want := range now {
+						if got, ok := m[k]; ok && got != float64(want) {
+							t.Errorf("%s: %s says %s = %v, the station has %d", step.name, e.Type, k, got, want)
+						}
+					}
+				}
+			}
 			for _, e := range userEvs {
 				if e.Topic != userTopic {
 					t.Errorf("%s: user event on topic %s", step.name, e.Topic)
