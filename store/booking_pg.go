@@ -16,12 +16,13 @@ import (
 // Booking and cancelling are the hot path: under load, the cost of a booking
 // was the number of statements and round trips, on both sides of the
 // connection (docs/BENCHMARKS.md). On PostgreSQL these two transactions
-// therefore skip GORM and send their statements through pgx in two pipelined
-// round trips: BEGIN, the station lock and the change (whose results the
-// events are built from), then the outbox rows and COMMIT. The rules are the
-// same as in the GORM path, which SQLite uses: the station row lock
-// serialises writers, the claim is a conditional update, the unique indexes
-// refuse a second active booking, and the events commit with the change.
+// therefore skip GORM and go through pgx in three round trips: BEGIN with
+// the station lock; the change, which also counts the station's batteries
+// and reserves the notification ids the events are built from; then the
+// outbox rows with COMMIT. The rules are the same as in the GORM path, which
+// SQLite uses: the station row lock serialises writers, the claim is a
+// conditional update, the unique indexes refuse a second active booking,
+// and the events commit with the change.
 //
 // Every statement after the lock runs with a snapshot taken after the lock
 // was granted (READ COMMITTED takes one per statement), so it sees every
@@ -113,42 +114,34 @@ func shift(inv *models.Inventory, from, to string) {
 
 // createBookingPipelined is CreateBooking's transaction on PostgreSQL.
 func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID int64, idemKey string) (*models.Booking, error) {
-	now := s.now()
-	row := bookingRow{UserID: userID, StationID: stationID, ExpiresAt: now.Add(s.opts.BookingHold), CreatedAt: now, UpdatedAt: now}
+	var row bookingRow
+	var now time.Time
 	var key *string
 	if idemKey != "" {
 		key = &idemKey
 	}
 	err := s.pgTx(ctx, func(c *pgx.Conn) error {
-		first := &pgx.Batch{}
-		first.Queue("BEGIN")
-		first.Queue(pgGenericPlans)
-		first.Queue(`SELECT id, name, status FROM stations WHERE id = $1 FOR UPDATE`, stationID)
-		first.Queue(pgClaimAndBook, stationID, now, userID, s.opts.ReadyCharge, key, row.ExpiresAt)
-		var st stationRow
+		st, err := lockStationPipelined(ctx, c, `SELECT id, name, status FROM stations WHERE id = $1 FOR UPDATE`, stationID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return models.Errorf(models.CodeNotFound, "station not found")
+		}
+		if err != nil {
+			return err
+		}
+		if st.Status != string(models.StationOpen) {
+			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
+		}
+		now = s.now()
+		row = bookingRow{UserID: userID, StationID: stationID, ExpiresAt: now.Add(s.opts.BookingHold), CreatedAt: now, UpdatedAt: now}
 		var bat batteryRow
 		var was string
 		var inv models.Inventory
 		var ids []int64
-		br := c.SendBatch(ctx, first)
-		err := execN(br, 2)
-		if err == nil {
-			err = br.QueryRow().Scan(&st.ID, &st.Name, &st.Status)
-		}
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			err = models.Errorf(models.CodeNotFound, "station not found")
-		case err == nil && st.Status != string(models.StationOpen):
-			err = models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
-		case err == nil:
-			err = br.QueryRow().Scan(&row.ID, &row.Status, &bat.ID, &bat.SerialNumber, &bat.ChargePercent, &was,
-				&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
-			if errors.Is(err, pgx.ErrNoRows) {
-				err = models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
-			}
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
+		err = c.QueryRow(ctx, pgClaimAndBook, stationID, now, userID, s.opts.ReadyCharge, key, row.ExpiresAt).Scan(
+			&row.ID, &row.Status, &bat.ID, &bat.SerialNumber, &bat.ChargePercent, &was,
+			&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
 		}
 		if err != nil {
 			return err
@@ -159,7 +152,7 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 			row.ReadyAt = &now
 		}
 		o := s.outbox(nil, now)
-		bookedEvents(o, &row, &st, &bat, st.model(inv))
+		bookedEvents(o, &row, st, &bat, st.model(inv))
 		second, err := o.pgBatch(ids)
 		if err != nil {
 			return err
@@ -181,7 +174,6 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 
 // cancelBookingPipelined is CancelBooking's transaction on PostgreSQL.
 func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *models.User) (*models.Booking, error) {
-	now := s.now()
 	anyBooking := actor == nil || actor.IsAdmin()
 	var actorID int64
 	if actor != nil {
@@ -190,35 +182,25 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 	var b bookingRow
 	ended := false
 	err := s.pgTx(ctx, func(c *pgx.Conn) error {
-		first := &pgx.Batch{}
-		first.Queue("BEGIN")
-		first.Queue(pgGenericPlans)
-		first.Queue(`SELECT id, name, status FROM stations WHERE id = (SELECT station_id FROM bookings WHERE id = $1) FOR UPDATE`, id)
-		first.Queue(pgCancel, id, now, anyBooking, actorID, s.opts.ReadyCharge)
-		var st stationRow
-		var was, back string
-		var inv models.Inventory
-		var ids []int64
-		br := c.SendBatch(ctx, first)
-		err := execN(br, 2)
-		if err == nil {
-			err = br.QueryRow().Scan(&st.ID, &st.Name, &st.Status)
-		}
-		if err == nil {
-			err = br.QueryRow().Scan(&b.ID, &b.UserID, &b.StationID, &b.BatteryID, &b.Status, &b.ExpiresAt, &b.ReadyAt,
-				&b.CollectedAt, &b.CancelledAt, &b.ReturnedBatteryID, &b.CreatedAt, &b.UpdatedAt, &was, &back,
-				&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
-			ended = err == nil
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
+		st, err := lockStationPipelined(ctx, c, `SELECT id, name, status FROM stations WHERE id = (SELECT station_id FROM bookings WHERE id = $1) FOR UPDATE`, id)
 		if err != nil {
 			return err
 		}
+		now := s.now()
+		var was, back string
+		var inv models.Inventory
+		var ids []int64
+		err = c.QueryRow(ctx, pgCancel, id, now, anyBooking, actorID, s.opts.ReadyCharge).Scan(
+			&b.ID, &b.UserID, &b.StationID, &b.BatteryID, &b.Status, &b.ExpiresAt, &b.ReadyAt,
+			&b.CollectedAt, &b.CancelledAt, &b.ReturnedBatteryID, &b.CreatedAt, &b.UpdatedAt, &was, &back,
+			&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+		if err != nil {
+			return err
+		}
+		ended = true
 		shift(&inv, was, back)
 		o := s.outbox(nil, now)
-		releasedEvents(o, &b, &st, st.model(inv), models.BookingCancelled)
+		releasedEvents(o, &b, st, st.model(inv), models.BookingCancelled)
 		second, err := o.pgBatch(ids)
 		if err != nil {
 			return err
@@ -242,14 +224,29 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 	return b.model(), nil
 }
 
-// execN reads the results of the next n statements that return no rows.
-func execN(br pgx.BatchResults, n int) error {
-	for range n {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
+// lockStationPipelined begins the transaction and locks the station that
+// lock (a SELECT … FOR UPDATE of id, name, status) names, in one round trip.
+// The change's time is read after it returns, so that timestamps follow the
+// order in which the lock is granted: a booking never starts before the
+// previous holder of its battery let it go.
+func lockStationPipelined(ctx context.Context, c *pgx.Conn, lock string, id int64) (*stationRow, error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(pgGenericPlans)
+	b.Queue(lock, id)
+	var st stationRow
+	br := c.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
 	}
-	return nil
+	if err == nil {
+		err = br.QueryRow().Scan(&st.ID, &st.Name, &st.Status)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return &st, err
 }
 
 // pgBatch queues the insert of the collected notifications (with the

@@ -91,8 +91,8 @@ func (d dialect) lockStation(tx *gorm.DB) *gorm.DB {
 }
 
 // pipelines reports whether the two hot transactions (book, cancel) go
-// straight to pgx, which sends a transaction's statements in two round trips
-// (booking_pg.go), instead of through GORM a statement at a time.
+// straight to pgx, which pipelines a transaction's statements into three
+// round trips (booking_pg.go), instead of through GORM a statement at a time.
 func (d dialect) pipelines() bool { return d.name == "postgres" }
 
 // notifyChannel is the PostgreSQL channel on which instances announce

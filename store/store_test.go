@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -540,5 +541,61 @@ func TestCommitsAnnounceOnlyWithoutTheLease(t *testing.T) {
 	f.station("After")
 	if got := f.s.Announces(); got <= before {
 		t.Fatalf("after release, announces stayed at %d", got)
+	}
+}
+
+// Times follow the station lock: on the real clock, the bookings of one
+// contended battery never overlap — each begins at or after the moment the
+// previous one was cancelled — however many riders race for it.
+func TestContendedBookingsDoNotOverlapInTime(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			f := &fixture{t: t, s: storetest.Open(t, d, store.Options{}), clock: newClock(), ctx: context.Background()}
+			st := f.station("Contended", 100)
+			riders := make([]*models.User, 16)
+			for i := range riders {
+				riders[i] = f.user(fmt.Sprintf("racer%d@example.com", i))
+			}
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for _, u := range riders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					for range 10 {
+						b, _, err := f.s.CreateBooking(f.ctx, u.ID, st.ID, "")
+						if models.IsCode(err, models.CodeNoBatteryAvailable) {
+							continue
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if _, err := f.s.CancelBooking(f.ctx, b.ID, u); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			close(start)
+			wg.Wait()
+			all, err := f.s.ListBookings(f.ctx, models.BookingFilter{Page: models.Page{Limit: models.MaxPageLimit}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(all) < 2 {
+				t.Fatalf("%d bookings won; the race needs at least 2", len(all))
+			}
+			slices.SortFunc(all, func(a, b models.Booking) int { return a.CreatedAt.Compare(b.CreatedAt) })
+			for i := 1; i < len(all); i++ {
+				prev, cur := all[i-1], all[i]
+				if prev.CancelledAt == nil || cur.CreatedAt.Before(*prev.CancelledAt) {
+					t.Fatalf("booking %d began at %s, before booking %d of the same battery ended (%v)",
+						cur.ID, cur.CreatedAt.Format(time.RFC3339Nano), prev.ID, prev.CancelledAt)
+				}
+			}
+		})
 	}
 }
