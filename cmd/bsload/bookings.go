@@ -94,6 +94,7 @@ type levelResult struct {
 type cpuUse struct {
 	server, db, self float64 // seconds
 	machineBusy      float64 // cores busy on the whole machine
+	steal            float64 // cores the hypervisor gave to other machines
 	cpus             int
 	loadBefore       string
 	loadAfter        string
@@ -112,8 +113,8 @@ func (u cpuUse) report(out io.Writer, r levelResult) {
 	if r.attempts != r.booked {
 		per("write request (every book attempt and cancel)", r.attempts+r.booked)
 	}
-	fmt.Fprintf(out, "  machine: %.2f of %d cores busy (server %.2f, database %.2f, bsload %.2f, everything else %.2f); load average %s -> %s\n",
-		u.machineBusy, u.cpus, u.server/secs, u.db/secs, u.self/secs, max(others, 0), u.loadBefore, u.loadAfter)
+	fmt.Fprintf(out, "  machine: %.2f of %d cores busy (server %.2f, database %.2f, bsload %.2f, everything else %.2f); stolen by the hypervisor %.2f; load average %s -> %s\n",
+		u.machineBusy, u.cpus, u.server/secs, u.db/secs, u.self/secs, max(others, 0), u.steal, u.loadBefore, u.loadAfter)
 }
 
 // measureCPU samples the processes before fn and after.
@@ -131,7 +132,7 @@ func measureCPU(serverPID int, dbComm string, fn func()) cpuUse {
 	s1, self1, m1 := sample()
 	cpus := runtime.NumCPU()
 	return cpuUse{server: s1 - s0, db: m1.named - m0.named, self: self1 - self0,
-		machineBusy: busy(m0, m1, cpus), cpus: cpus, loadBefore: m0.load, loadAfter: m1.load}
+		machineBusy: busy(m0, m1, cpus), steal: stolen(m0, m1, cpus), cpus: cpus, loadBefore: m0.load, loadAfter: m1.load}
 }
 
 func runBookings(ctx context.Context, cfg bookingsConfig, out io.Writer) error {

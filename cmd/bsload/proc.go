@@ -71,8 +71,8 @@ func procCPU(pid int) (float64, error) {
 }
 
 // parseCPULine reads the aggregate "cpu" line of /proc/stat: all jiffies
-// and the idle ones (idle + iowait).
-func parseCPULine(stat []byte) (total, idle int64, err error) {
+// but steal, the idle ones (idle + iowait), and steal.
+func parseCPULine(stat []byte) (total, idle, steal int64, err error) {
 	for line := range bytes.Lines(stat) {
 		f := bytes.Fields(line)
 		if len(f) < 5 || string(f[0]) != "cpu" {
@@ -81,9 +81,10 @@ func parseCPULine(stat []byte) (total, idle int64, err error) {
 		for i, v := range f[1:] {
 			n, err := strconv.ParseInt(string(v), 10, 64)
 			if err != nil {
-				return 0, 0, fmt.Errorf("/proc/stat cpu field %d: %w", i+1, err)
+				return 0, 0, 0, fmt.Errorf("/proc/stat cpu field %d: %w", i+1, err)
 			}
 			if i == 7 { // steal: time the hypervisor gave to others, not ours
+				steal = n
 				continue
 			}
 			if i >= 8 { // guest time is already counted in user
@@ -94,9 +95,9 @@ func parseCPULine(stat []byte) (total, idle int64, err error) {
 				idle += n
 			}
 		}
-		return total, idle, nil
+		return total, idle, steal, nil
 	}
-	return 0, 0, errors.New("no cpu line in /proc/stat")
+	return 0, 0, 0, errors.New("no cpu line in /proc/stat")
 }
 
 // commOf returns the command name (field 2) of a /proc/PID/stat line.
@@ -112,6 +113,7 @@ func commOf(stat []byte) string {
 // named comm (e.g. every postgres process).
 type machine struct {
 	total, idle int64   // jiffies, from /proc/stat
+	steal       int64   // jiffies the hypervisor ran someone else on our CPUs
 	named       float64 // seconds, sum over processes named comm
 	load        string  // /proc/loadavg
 }
@@ -119,7 +121,7 @@ type machine struct {
 func sampleMachine(comm string) machine {
 	var m machine
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		m.total, m.idle, _ = parseCPULine(b)
+		m.total, m.idle, m.steal, _ = parseCPULine(b)
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := bytes.Fields(b); len(f) >= 3 {
@@ -143,6 +145,18 @@ func sampleMachine(comm string) machine {
 		}
 	}
 	return m
+}
+
+// stolen is how much of the CPUs the hypervisor gave to other machines
+// between a and b, in cores: a noisy neighbour's share, which this machine's
+// processes could not use.
+func stolen(a, b machine, cpus int) float64 {
+	st := b.steal - a.steal
+	dt := b.total - a.total + st
+	if dt <= 0 {
+		return 0
+	}
+	return float64(cpus) * float64(st) / float64(dt)
 }
 
 // busy is the share of all CPUs that was not idle between a and b, in

@@ -45,10 +45,14 @@ func TestProcSelf(t *testing.T) {
 
 func TestParseCPULine(t *testing.T) {
 	stat := "cpu  100 5 50 800 20 1 2 30 7 0\ncpu0 50 2 25 400 10 0 1 15 0 0\nintr 1\n"
-	total, idle, err := parseCPULine([]byte(stat))
+	total, idle, steal, err := parseCPULine([]byte(stat))
 	// user+nice+system+idle+iowait+irq+softirq = 978; steal and guest left out.
-	if err != nil || total != 978 || idle != 820 {
-		t.Errorf("parseCPULine = %d, %d, %v; want 978, 820", total, idle, err)
+	if err != nil || total != 978 || idle != 820 || steal != 30 {
+		t.Errorf("parseCPULine = %d, %d, %d, %v; want 978, 820, 30", total, idle, steal, err)
+	}
+	// 250 of 1,000 jiffies went to other machines: a quarter of 2 cores.
+	if a, b := (machine{total: 1000, steal: 100}), (machine{total: 1750, steal: 350}); stolen(a, b, 2) != 0.5 {
+		t.Errorf("stolen = %v, want 0.5 cores", stolen(a, b, 2))
 	}
 	if a, b := (machine{total: 1000, idle: 500}), (machine{total: 2000, idle: 750}); busy(a, b, 2) != 1.5 {
 		t.Errorf("busy = %v, want 1.5 cores", busy(a, b, 2))

@@ -483,8 +483,9 @@ func runStreams(ctx context.Context, cfg streamsConfig, out io.Writer) error {
 		fmt.Fprintf(out, "server CPU: %.2f s over %.1f s (%.0f%% of one core) = %.1f µs per delivery\n",
 			cpu, busySecs, 100*cpu/busySecs, cpu/float64(deliveries)*1e6)
 		cores := busy(mach0, mach1, runtime.NumCPU())
-		fmt.Fprintf(out, "machine while delivering: %.2f of %d cores busy (server %.2f, bsload %.2f, everything else %.2f); load average %s -> %s\n",
-			cores, runtime.NumCPU(), cpu/busySecs, (self1-self0)/busySecs, max(cores-(cpu+self1-self0)/busySecs, 0), mach0.load, mach1.load)
+		fmt.Fprintf(out, "machine while delivering: %.2f of %d cores busy (server %.2f, bsload %.2f, everything else %.2f); stolen by the hypervisor %.2f; load average %s -> %s\n",
+			cores, runtime.NumCPU(), cpu/busySecs, (self1-self0)/busySecs, max(cores-(cpu+self1-self0)/busySecs, 0),
+			stolen(mach0, mach1, runtime.NumCPU()), mach0.load, mach1.load)
 	}
 	if self, err := procCPU(os.Getpid()); err == nil {
 		fmt.Fprintf(out, "bsload CPU (whole run): %.2f s\n", self)
