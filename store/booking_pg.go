@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"batteryswap/models"
@@ -261,16 +262,17 @@ func (o *outboxWriter) pgBatch(ids []int64) (*pgx.Batch, error) {
 	if len(ids) != len(notes) {
 		return nil, fmt.Errorf("store: %d notification ids reserved for %d notifications", len(ids), len(notes))
 	}
-	nid, user := make([]int64, len(notes)), make([]int64, len(notes))
-	typ, title, msg, level, data := make([]string, len(notes)), make([]string, len(notes)), make([]string, len(notes)),
-		make([]string, len(notes)), make([]string, len(notes))
+	// FlatArray: pgx encodes it without reflection.
+	nid, user := make(pgtype.FlatArray[int64], len(notes)), make(pgtype.FlatArray[int64], len(notes))
+	typ, title, msg, level, data := make(pgtype.FlatArray[string], len(notes)), make(pgtype.FlatArray[string], len(notes)),
+		make(pgtype.FlatArray[string], len(notes)), make(pgtype.FlatArray[string], len(notes)), make(pgtype.FlatArray[string], len(notes))
 	for i := range notes {
 		notes[i].ID = ids[i]
 		n := &notes[i]
 		nid[i], user[i], typ[i], title[i], msg[i], level[i], data[i] = n.ID, n.UserID, n.Type, n.Title, n.Message, n.Level, n.Data
 	}
 	evs := o.rows(notes)
-	etyp, topic, payload := make([]string, len(evs)), make([]string, len(evs)), make([]string, len(evs))
+	etyp, topic, payload := make(pgtype.FlatArray[string], len(evs)), make(pgtype.FlatArray[string], len(evs)), make(pgtype.FlatArray[string], len(evs))
 	for i := range evs {
 		etyp[i], topic[i], payload[i] = evs[i].Type, evs[i].Topic, evs[i].Payload
 	}
