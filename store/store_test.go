@@ -599,3 +599,47 @@ func TestContendedBookingsDoNotOverlapInTime(t *testing.T) {
 		})
 	}
 }
+
+// A booking whose request ends while it waits for the station lock writes
+// nothing and leaves no transaction behind: the same station and the whole
+// pool go on working.
+func TestBookingCancelledWhileWaitingForTheLock(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		if d != "postgres" {
+			continue // SQLite has one connection: a held lock would block the test itself
+		}
+		t.Run(d, func(t *testing.T) {
+			f := &fixture{t: t, s: storetest.Open(t, d, store.Options{}), clock: newClock(), ctx: context.Background()}
+			st := f.station("Held", 100, 100)
+			u := f.user("waiter@example.com")
+			holder := f.s.DB().Begin()
+			if err := holder.Exec("SELECT 1 FROM stations WHERE id = ? FOR UPDATE", st.ID).Error; err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(f.ctx, 200*time.Millisecond)
+			_, _, err := f.s.CreateBooking(ctx, u.ID, st.ID, "")
+			cancel()
+			if err == nil {
+				t.Fatal("booked while another transaction held the station")
+			}
+			if err := holder.Rollback().Error; err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := f.s.ListBookings(f.ctx, models.BookingFilter{}); len(got) != 0 {
+				t.Fatalf("the abandoned booking left %d rows", len(got))
+			}
+			f.checkInventory(st.ID, models.Inventory{Available: 2, Total: 2})
+			// More bookings than the pool has connections: none may find a
+			// connection with a transaction still open.
+			for i := range 40 {
+				b, _, err := f.s.CreateBooking(f.ctx, u.ID, st.ID, "")
+				if err != nil {
+					t.Fatalf("booking %d after the abandoned one: %v", i, err)
+				}
+				if _, err := f.s.CancelBooking(f.ctx, b.ID, u); err != nil {
+					t.Fatalf("cancel %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
