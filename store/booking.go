@@ -60,15 +60,17 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 	} else {
 		b, err = s.createBookingTx(ctx, userID, stationID, idemKey)
 	}
-	if err != nil && isUniqueViolation(err) {
-		// The unique index on active bookings per user refused it: the same
-		// key replays the first booking (a concurrent retry won the race);
-		// otherwise the user already holds an active booking.
-		if idemKey != "" {
-			if b, ferr := s.replay(ctx, userID, stationID, idemKey); ferr == nil || models.IsCode(ferr, models.CodeIdempotencyMismatch) {
-				return b, ferr == nil, ferr
-			}
+	if err != nil && idemKey != "" && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		// A concurrent request with the same key may have booked while this
+		// one waited (it then found the battery taken, or hit the unique
+		// index): the key answers with that booking, as it would have had
+		// this one come a moment later.
+		if b, ferr := s.replay(ctx, userID, stationID, idemKey); ferr == nil || models.IsCode(ferr, models.CodeIdempotencyMismatch) {
+			return b, ferr == nil, ferr
 		}
+	}
+	if err != nil && isUniqueViolation(err) {
+		// The unique index on active bookings per user refused it.
 		return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
 	}
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
@@ -201,6 +202,9 @@ func page(q *gorm.DB, p models.Page, col string) *gorm.DB {
 }
 
 func isUniqueViolation(err error) bool {
-	return errors.Is(err, gorm.ErrDuplicatedKey) ||
+	// GORM translates the dialects' errors; the pipelined path (pgx) hands
+	// back PostgreSQL's own, whose code does not depend on lc_messages.
+	var pe *pgconn.PgError
+	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &pe) && pe.Code == "23505" /* unique_violation */) ||
 		(err != nil && strings.Contains(strings.ToLower(err.Error()), "unique constraint"))
 }

@@ -643,3 +643,55 @@ func TestBookingCancelledWhileWaitingForTheLock(t *testing.T) {
 		})
 	}
 }
+
+// Two requests with one Idempotency-Key race for a station's last battery:
+// both answer with the one booking (the later one as a replay); neither says
+// the battery is gone.
+func TestSameKeyRaceForTheLastBatteryReplays(t *testing.T) {
+	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{}), clock: newClock(), ctx: context.Background()}
+	st := f.station("Last", 100)
+	u := f.user("twice@example.com")
+	holder := f.s.DB().Begin()
+	if err := holder.Exec("SELECT 1 FROM stations WHERE id = ? FOR UPDATE", st.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		b        *models.Booking
+		replayed bool
+		err      error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			b, replayed, err := f.s.CreateBooking(f.ctx, u.ID, st.ID, "same-key")
+			results <- result{b, replayed, err}
+		}()
+	}
+	// Both requests are past their first look for the key once both wait
+	// for the station's lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int64
+		if err := f.s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error; err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests wait for the station lock, want 2", waiting)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := holder.Rollback().Error; err != nil {
+		t.Fatal(err)
+	}
+	a, b := <-results, <-results
+	if a.err != nil || b.err != nil {
+		t.Fatalf("errors: %v, %v", a.err, b.err)
+	}
+	if a.b.ID != b.b.ID || a.replayed == b.replayed {
+		t.Fatalf("bookings %d (replayed %v) and %d (replayed %v), want one booking, one replay", a.b.ID, a.replayed, b.b.ID, b.replayed)
+	}
+}
