@@ -6,6 +6,7 @@
 # database doing work. Loopback only; drops its database at the end.
 #
 #   scripts/bench-pg-ceiling.sh [CLIENTS] [SECONDS]
+#   SETUP_SQL='DROP INDEX …' scripts/bench-pg-ceiling.sh   # a schema experiment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
@@ -21,4 +22,5 @@ INSERT INTO stations (name) SELECT 'Station ' || g FROM generate_series(1, $CLIE
 INSERT INTO batteries (station_id, serial_number, charge_percent, status)
   SELECT s, 'B' || s || '-' || k, 100, 'available' FROM generate_series(1, $CLIENTS) s, generate_series(1, 3) k;
 SQL
+[ -n "${SETUP_SQL:-}" ] && psql -q "$PG/$DB" -c "$SETUP_SQL"
 pgbench "$PG/$DB" -n -M prepared -c "$CLIENTS" -j 2 -T "${2:-10}" -f scripts/pgbench-booking-pair.sql 2>&1 | grep -E '^(tps|number of failed|latency average)'
