@@ -144,6 +144,14 @@ func bookedEvents(o *outboxWriter, row *bookingRow, st *stationRow, bat *battery
 	}
 }
 
+// bestBatteryFirst orders a station's free batteries: the fullest available
+// one first, else the fullest charging one.
+const bestBatteryFirst = `CASE status WHEN 'available' THEN 0 ELSE 1 END, charge_percent DESC, id`
+
+// backAtStation is models.ChargeStatus in SQL, so that a battery goes back
+// to its station in one statement; %s is the ready charge's placeholder.
+const backAtStation = `CASE WHEN batteries.charge_percent >= %s THEN 'available' ELSE 'charging' END`
+
 // claimBattery marks the best free battery of a locked station booked, in
 // one statement: the fullest available battery, else the fullest charging
 // one. The update's own condition on status is the claim: were the station
@@ -152,7 +160,7 @@ func (s *Store) claimBattery(tx *gorm.DB, stationID int64) (*batteryRow, error) 
 	var bat batteryRow
 	res := tx.Raw(`UPDATE batteries SET status = 'booked', updated_at = ?
 		WHERE id = (SELECT id FROM batteries WHERE station_id = ? AND status IN ('available', 'charging')
-			ORDER BY CASE status WHEN 'available' THEN 0 ELSE 1 END, charge_percent DESC, id LIMIT 1)
+			ORDER BY `+bestBatteryFirst+` LIMIT 1)
 		AND status IN ('available', 'charging')
 		RETURNING id, station_id, serial_number, charge_percent, health_percent, capacity_kwh, status, created_at, updated_at`,
 		s.now(), stationID).Scan(&bat)
@@ -381,8 +389,7 @@ func (s *Store) release(tx *gorm.DB, b *bookingRow, st *stationRow, to models.Bo
 	if res.RowsAffected == 0 {
 		return nil, models.Errorf(models.CodeInvalidState, "booking %d is no longer active", b.ID)
 	}
-	// models.ChargeStatus in SQL, so the battery goes back in one statement.
-	if err := tx.Exec(`UPDATE batteries SET status = CASE WHEN charge_percent >= ? THEN 'available' ELSE 'charging' END, updated_at = ?
+	if err := tx.Exec(`UPDATE batteries SET status = `+fmt.Sprintf(backAtStation, "?")+`, updated_at = ?
 		WHERE id = ?`, s.opts.ReadyCharge, now, b.BatteryID).Error; err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ const pgClaimAndBook = `WITH pick AS (
 	SELECT id, status FROM batteries
 	WHERE station_id = $1 AND status IN ('available', 'charging')
 		AND EXISTS (SELECT 1 FROM stations WHERE id = $1 AND status = 'open')
-	ORDER BY CASE status WHEN 'available' THEN 0 ELSE 1 END, charge_percent DESC, id LIMIT 1
+	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
 ), claimed AS (
 	UPDATE batteries SET status = 'booked', updated_at = $2 FROM pick
 	WHERE batteries.id = pick.id AND batteries.status IN ('available', 'charging')
@@ -67,15 +67,14 @@ FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
 // pgCancel ends an active booking of $4 (any booking when $3) as cancelled,
 // puts its battery back, counts the station's batteries (as they were when
 // the statement began) and reserves the id of the notification, in one
-// statement. $1 booking, $2 now, $5 ready charge (models.ChargeStatus in
-// SQL).
-const pgCancel = `WITH ended AS (
+// statement. $1 booking, $2 now, $5 ready charge.
+var pgCancel = `WITH ended AS (
 	UPDATE bookings SET status = 'cancelled', cancelled_at = $2, updated_at = $2
 	WHERE id = $1 AND status IN ('confirmed', 'ready') AND ($3 OR user_id = $4)
 	RETURNING id, user_id, station_id, battery_id, status, expires_at, ready_at, collected_at, cancelled_at,
 		returned_battery_id, created_at, updated_at
 ), returned AS (
-	UPDATE batteries SET status = CASE WHEN batteries.charge_percent >= $5 THEN 'available' ELSE 'charging' END, updated_at = $2
+	UPDATE batteries SET status = ` + fmt.Sprintf(backAtStation, "$5") + `, updated_at = $2
 	FROM ended, batteries AS old
 	WHERE batteries.id = ended.battery_id AND old.id = batteries.id
 	RETURNING old.status AS was, batteries.status AS now
@@ -83,9 +82,8 @@ const pgCancel = `WITH ended AS (
 SELECT ended.*, returned.was, returned.now, inv.*, ARRAY(SELECT nextval('notifications_id_seq') FROM generate_series(1, 1))
 FROM ended CROSS JOIN returned CROSS JOIN inv`
 
-// pgCount counts a station's batteries by status (inventories, in SQL).
-const pgCount = `SELECT count(*) FILTER (WHERE status = 'available') AS available, count(*) FILTER (WHERE status = 'booked') AS booked,
-	count(*) FILTER (WHERE status = 'charging') AS charging, count(*) AS total FROM batteries`
+// pgCount counts a station's batteries by status.
+const pgCount = `SELECT ` + inventoryColumns + ` FROM batteries`
 
 // pgWrite inserts a change's notifications (with their reserved ids) and
 // its events in one statement.
@@ -118,7 +116,6 @@ func shift(inv *models.Inventory, from, to string) {
 // createBookingPipelined is CreateBooking's transaction on PostgreSQL.
 func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID int64, idemKey string) (*models.Booking, error) {
 	var row bookingRow
-	var now time.Time
 	var key *string
 	if idemKey != "" {
 		key = &idemKey
@@ -134,7 +131,7 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 		if st.Status != string(models.StationOpen) {
 			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
 		}
-		now = s.now()
+		now := s.now()
 		row = bookingRow{UserID: userID, StationID: stationID, ExpiresAt: now.Add(s.opts.BookingHold), CreatedAt: now, UpdatedAt: now}
 		var bat batteryRow
 		var was string
@@ -183,7 +180,6 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 		actorID = actor.ID
 	}
 	var b bookingRow
-	ended := false
 	err := s.pgTx(ctx, func(c *pgx.Conn) error {
 		st, err := lockStationPipelined(ctx, c, `SELECT id, name, status FROM stations WHERE id = (SELECT station_id FROM bookings WHERE id = $1) FOR UPDATE`, id)
 		if err != nil {
@@ -200,7 +196,6 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 		if err != nil {
 			return err
 		}
-		ended = true
 		shift(&inv, was, back)
 		o := s.outbox(nil, now)
 		releasedEvents(o, &b, st, st.model(inv), models.BookingCancelled)
@@ -210,8 +205,9 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 		}
 		return commit(ctx, c, second)
 	})
-	if errors.Is(err, pgx.ErrNoRows) && !ended {
-		// Nothing changed: say why, from the booking as it is now.
+	if errors.Is(err, pgx.ErrNoRows) {
+		// No station or no active booking of the actor's: nothing changed.
+		// Say why, from the booking as it is now.
 		var r bookingRow
 		if err := s.db.WithContext(ctx).Select("user_id", "status").Take(&r, id).Error; err != nil {
 			return nil, translate(err, "booking")

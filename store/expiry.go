@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -23,35 +24,19 @@ func (s *Store) WarnExpiring(ctx context.Context) (int, error) {
 		Order("expires_at").Limit(expiryBatch).Pluck("id", &ids).Error; err != nil {
 		return 0, translate(err, "bookings")
 	}
-	n := 0
-	for _, id := range ids {
-		warned := false
-		err := s.tx(ctx, func(tx *gorm.DB) error {
-			b, st, err := s.lockBooking(tx, id, nil)
-			if err != nil {
-				return err
-			}
-			res := tx.Model(&bookingRow{}).Where("id = ? AND status IN ? AND warned_at IS NULL", id, activeStatuses).
-				Updates(map[string]any{"warned_at": now, "updated_at": now})
-			if res.Error != nil || res.RowsAffected == 0 {
-				return res.Error
-			}
-			warned = true
-			o := s.outbox(tx, now)
-			left := b.ExpiresAt.Sub(now).Round(1e9)
-			o.bookingEvent(b, st, models.EventBookingExpiring, "Booking expiring",
-				fmt.Sprintf("Your booking at %s expires in %s.", st.Name, left), models.LevelWarning,
-				map[string]any{"expires_at": b.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z07:00")})
-			return o.flush()
-		})
-		if err != nil {
-			return n, translate(err, "booking")
+	return s.sweep(ctx, ids, func(tx *gorm.DB, b *bookingRow, st *stationRow) (bool, error) {
+		res := tx.Model(&bookingRow{}).Where("id = ? AND status IN ? AND warned_at IS NULL", b.ID, activeStatuses).
+			Updates(map[string]any{"warned_at": now, "updated_at": now})
+		if res.Error != nil || res.RowsAffected == 0 {
+			return false, res.Error
 		}
-		if warned {
-			n++
-		}
-	}
-	return n, nil
+		o := s.outbox(tx, now)
+		left := b.ExpiresAt.Sub(now).Round(time.Second)
+		o.bookingEvent(b, st, models.EventBookingExpiring, "Booking expiring",
+			fmt.Sprintf("Your booking at %s expires in %s.", st.Name, left), models.LevelWarning,
+			map[string]any{"expires_at": b.ExpiresAt.UTC().Format(time.RFC3339)})
+		return true, o.flush()
+	})
 }
 
 // ExpireDue expires every active booking whose hold has run out and puts its
@@ -65,25 +50,36 @@ func (s *Store) ExpireDue(ctx context.Context) (int, error) {
 		Order("expires_at").Limit(expiryBatch).Pluck("id", &ids).Error; err != nil {
 		return 0, translate(err, "bookings")
 	}
+	return s.sweep(ctx, ids, func(tx *gorm.DB, b *bookingRow, st *stationRow) (bool, error) {
+		if !models.BookingStatus(b.Status).Active() || now.Before(b.ExpiresAt) {
+			return false, nil // another expirer, a collect or a cancel came first
+		}
+		_, err := s.release(tx, b, st, models.BookingExpired)
+		if models.IsCode(err, models.CodeInvalidState) {
+			return false, nil // its conditional update lost the race: nothing was written
+		}
+		return err == nil, err
+	})
+}
+
+// sweep runs change on each booking, each in its own transaction under the
+// booking's station lock, and counts the bookings it changed.
+func (s *Store) sweep(ctx context.Context, ids []int64, change func(tx *gorm.DB, b *bookingRow, st *stationRow) (bool, error)) (int, error) {
 	n := 0
 	for _, id := range ids {
-		expired := false
+		changed := false
 		err := s.tx(ctx, func(tx *gorm.DB) error {
 			b, st, err := s.lockBooking(tx, id, nil)
 			if err != nil {
 				return err
 			}
-			if !models.BookingStatus(b.Status).Active() || now.Before(b.ExpiresAt) {
-				return nil // another expirer, a collect or a cancel came first
-			}
-			_, err = s.release(tx, b, st, models.BookingExpired)
-			expired = err == nil
+			changed, err = change(tx, b, st)
 			return err
 		})
-		if err != nil && !models.IsCode(err, models.CodeInvalidState) {
+		if err != nil {
 			return n, translate(err, "booking")
 		}
-		if expired {
+		if changed {
 			n++
 		}
 	}

@@ -37,15 +37,17 @@ type inventoryRow struct {
 }
 
 // inventories counts each station's batteries from its battery rows, so the
+// inventoryColumns counts batteries by status: a station's counts are
+// derived from its battery rows, here and in the pipelined booking path.
+const inventoryColumns = `COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END), 0) AS available,
+	COALESCE(SUM(CASE WHEN status = 'booked' THEN 1 ELSE 0 END), 0) AS booked,
+	COALESCE(SUM(CASE WHEN status = 'charging' THEN 1 ELSE 0 END), 0) AS charging,
+	COUNT(*) AS total`
+
 // totals can never drift from what the rows say.
 func inventories(tx *gorm.DB, ids []int64) (map[int64]models.Inventory, error) {
 	var rows []inventoryRow
-	err := tx.Raw(`SELECT station_id,
-		SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END) AS available,
-		SUM(CASE WHEN status = 'booked' THEN 1 ELSE 0 END) AS booked,
-		SUM(CASE WHEN status = 'charging' THEN 1 ELSE 0 END) AS charging,
-		COUNT(*) AS total
-		FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Scan(&rows).Error
+	err := tx.Raw(`SELECT station_id, `+inventoryColumns+` FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Scan(&rows).Error
 	if err != nil {
 		return nil, err
 	}
