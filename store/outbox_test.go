@@ -45,10 +45,34 @@ func TestEveryChangeWritesItsContractEvents(t *testing.T) {
 				_, err := f.s.AddBattery(f.ctx, st.ID, models.BatteryInput{SerialNumber: "F-1", ChargePercent: &c})
 				return err
 			}, "battery_added,inventory_update|"},
+			{"add a second battery", func() error {
+				c := 40
+				_, err := f.s.AddBattery(f.ctx, st.ID, models.BatteryInput{SerialNumber: "F-2", ChargePercent: &c})
+				return err
+			}, "battery_added,inventory_update|"},
 			{"book a charging battery", func() (err error) {
 				booking, _, err = f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
 				return err
 			}, "battery_booked,inventory_update|booking_confirmed"},
+			{"a second booking of the same rider writes nothing", func() error {
+				// The claim of the other battery and the refused insert are
+				// one statement on PostgreSQL: the claim must not survive.
+				before, err := f.s.FindStationByID(f.ctx, st.ID)
+				if err != nil {
+					return err
+				}
+				if _, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, ""); !models.IsCode(err, models.CodeActiveBookingExists) {
+					t.Fatalf("second active booking: %v", err)
+				}
+				after, err := f.s.FindStationByID(f.ctx, st.ID)
+				if err != nil {
+					return err
+				}
+				if after.Inventory != before.Inventory {
+					t.Fatalf("refused booking changed the counts: %+v -> %+v", before.Inventory, after.Inventory)
+				}
+				return nil
+			}, "|"},
 			{"telemetry charges it", func() error {
 				c := 100
 				_, err := f.s.UpdateBattery(f.ctx, booking.BatteryID, models.BatteryPatch{ChargePercent: &c})
@@ -75,6 +99,7 @@ func TestEveryChangeWritesItsContractEvents(t *testing.T) {
 				return nil
 			}, "|"},
 		}
+		var userEvents []models.Event
 		for _, step := range steps {
 			before := f.head()
 			if err := step.when(); err != nil {
@@ -113,6 +138,7 @@ func TestEveryChangeWritesItsContractEvents(t *testing.T) {
 					}
 				}
 			}
+			userEvents = append(userEvents, userEvs...)
 			for _, e := range userEvs {
 				if e.Topic != userTopic {
 					t.Errorf("%s: user event on topic %s", step.name, e.Topic)
@@ -123,6 +149,17 @@ func TestEveryChangeWritesItsContractEvents(t *testing.T) {
 		ns, err := f.s.ListNotifications(f.ctx, rider.ID, false, models.Page{Limit: 50})
 		if err != nil || len(ns) != 4 {
 			t.Fatalf("notifications = %d (%v), want 4", len(ns), err)
+		}
+		// ... and each user event names its own notification.
+		kept := map[float64]string{}
+		for _, n := range ns {
+			kept[float64(n.ID)] = n.Type
+		}
+		for _, e := range userEvents {
+			id, _ := payload(t, e)["notification_id"].(float64)
+			if kept[id] != e.Type {
+				t.Errorf("%s names notification %v, which is a %q", e.Type, id, kept[id])
+			}
 		}
 	})
 }
