@@ -79,7 +79,13 @@ func redisURL(t *testing.T) string {
 
 func startInstance(t *testing.T, cfg Config) *instance {
 	t.Helper()
-	a, err := newApp(context.Background(), cfg, io.Discard)
+	return startInstanceLogging(t, cfg, io.Discard)
+}
+
+// startInstanceLogging starts an instance whose logs go to logs.
+func startInstanceLogging(t *testing.T, cfg Config, logs io.Writer) *instance {
+	t.Helper()
+	a, err := newApp(context.Background(), cfg, logs)
 	if err != nil {
 		t.Fatalf("start instance: %v", err)
 	}

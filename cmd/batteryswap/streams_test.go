@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -218,17 +217,7 @@ func TestLogsCarryRequestIDsButNoSecrets(t *testing.T) {
 	cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
 	cfg.LogLevel, cfg.LogFormat = "debug", "json"
 	logs := &syncBuffer{}
-	a, err := newApp(context.Background(), cfg, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go a.serve(ln)
-	in := &instance{app: a, url: "http://" + ln.Addr().String(), ln: ln}
-	t.Cleanup(func() { in.stop(t) })
+	in := startInstanceLogging(t, cfg, logs)
 
 	const password = "very-secret-password"
 	var reg struct {
