@@ -25,8 +25,8 @@ func directStream(t *testing.T) (l *leanStream, client net.Conn) {
 	if client.(*net.TCPConn).SetReadBuffer(64<<10) != nil || server.(*net.TCPConn).SetWriteBuffer(64<<10) != nil {
 		t.Fatal("cannot set the socket buffers")
 	}
-	l = &leanStream{conn: server, fw: &sseWriter, raw: rawConnOf(server)}
-	if l.raw == nil {
+	l = &leanStream{conn: server, fw: &sseWriter, sock: newSockWriter(server)}
+	if l.sock == nil {
 		t.Fatal("a TCP connection has no raw socket")
 	}
 	return l, client
@@ -131,7 +131,7 @@ func TestLeanSendToFullSocket(t *testing.T) {
 	l, client := directStream(t)
 	filler := bytes.Repeat([]byte("x"), 1<<20)
 	written := 0
-	for n := writeNow(l.raw, filler); n > 0; n = writeNow(l.raw, filler) {
+	for n := l.sock.writeNow(filler); n > 0; n = l.sock.writeNow(filler) {
 		written += n
 	}
 	start := time.Now()

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -114,7 +113,7 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, fw *frameWrit
 		s: s, conn: conn, sub: sub, fw: fw, delivered: s.cfg.StreamMetrics.DeliveriesOf(req.transport),
 		transport: req.transport, requestID: req.requestID, route: c.Path(), start: time.Now(),
 	}
-	if l.raw = rawConnOf(conn); l.raw != nil {
+	if l.sock = newSockWriter(conn); l.sock != nil {
 		l.direct = l.send
 	}
 	if !s.hijacked.add(l) { // the server began draining meanwhile
@@ -169,9 +168,9 @@ type leanStream struct {
 	// write may re-arm the deadline that kick set in the past.
 	ended atomic.Pointer[error]
 
-	// raw is conn's socket, for direct sends; with direct (l.send) nil
-	// when conn is not a socket.
-	raw    syscall.RawConn
+	// sock writes to conn's socket for direct sends; it and direct (l.send)
+	// are nil when conn is not a socket.
+	sock   *sockWriter
 	direct stream.DirectFunc
 	// wmu is held by whoever writes to conn: run, or a direct send, which
 	// only tries it, so that the dispatcher never waits for run's write.
@@ -330,7 +329,7 @@ func (l *leanStream) send(m *stream.Message) (sent, more bool) {
 		return false, false
 	}
 	b := l.fw.frame(m)
-	n := writeNow(l.raw, b)
+	n := l.sock.writeNow(b)
 	if n <= 0 {
 		return false, false
 	}

@@ -2,17 +2,15 @@
 
 package api
 
-import (
-	"net"
-	"syscall"
-)
+import "net"
 
 // peerGone cannot look at the socket on this platform; a client that left
 // is noticed when a write to it fails.
 func peerGone(net.Conn) bool { return false }
 
-// rawConnOf gives no socket here: the dispatcher never writes directly.
-func rawConnOf(net.Conn) syscall.RawConn { return nil }
+// sockWriter is never made here: the dispatcher never writes directly.
+type sockWriter struct{}
 
-// writeNow is never called without a socket.
-func writeNow(syscall.RawConn, []byte) int { return 0 }
+func newSockWriter(net.Conn) *sockWriter { return nil }
+
+func (*sockWriter) writeNow([]byte) int { return 0 }

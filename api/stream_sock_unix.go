@@ -49,25 +49,50 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 	return raw
 }
 
+// sockWriter writes to one socket without waiting for room. Its callback
+// is bound once, so that a write (one per event per subscriber on the
+// direct path) allocates nothing. Its user serialises the writes.
+type sockWriter struct {
+	raw  syscall.RawConn
+	b    []byte
+	n    int
+	call func(fd uintptr) bool
+}
+
+// newSockWriter returns a writer for conn's socket, or nil if conn is not
+// one (TLS).
+func newSockWriter(conn net.Conn) *sockWriter {
+	raw := rawConnOf(conn)
+	if raw == nil {
+		return nil
+	}
+	w := &sockWriter{raw: raw}
+	w.call = w.write
+	return w
+}
+
+func (w *sockWriter) write(fd uintptr) bool {
+	for {
+		n, err := syscall.Write(int(fd), w.b)
+		if err != syscall.EINTR {
+			if err != nil {
+				n = 0
+			}
+			w.n = n
+			return true // never wait for room
+		}
+	}
+}
+
 // writeNow writes b to the socket as far as it takes it now, without
 // waiting for room, and returns how many bytes it took: 0 when it is full,
 // closed, or past its write deadline.
-func writeNow(raw syscall.RawConn, b []byte) int {
-	n := 0
-	err := raw.Write(func(fd uintptr) bool {
-		for {
-			var err error
-			n, err = syscall.Write(int(fd), b)
-			if err != syscall.EINTR {
-				if err != nil {
-					n = 0
-				}
-				return true // never wait for room
-			}
-		}
-	})
+func (w *sockWriter) writeNow(b []byte) int {
+	w.b, w.n = b, 0
+	err := w.raw.Write(w.call)
+	w.b = nil
 	if err != nil {
 		return 0
 	}
-	return n
+	return w.n
 }
