@@ -17,17 +17,23 @@ import (
 // Booking and cancelling are the hot path. Through GORM, half of the
 // server's time for them went to GORM, database/sql and a round trip per
 // statement (docs/BENCHMARKS.md). On PostgreSQL these two transactions
-// therefore skip GORM and go through pgx in three round trips: BEGIN with
-// the station lock; the change, which also counts the station's batteries
-// and reserves the notification ids the events are built from; then the
+// therefore skip GORM and go through pgx in two round trips: BEGIN, the
+// station lock and the change (which also counts the station's batteries
+// and reserves the notification ids the events are built from); then the
 // outbox rows with COMMIT. The rules are the same as in the GORM path, which
 // SQLite uses: the station row lock serialises writers, the claim is a
 // conditional update, the unique indexes refuse a second active booking,
 // and the events commit with the change.
 //
-// Every statement after the lock runs with a snapshot taken after the lock
-// was granted (READ COMMITTED takes one per statement), so it sees every
-// change that committed before.
+// The statements of one round trip run one after another, and every
+// statement after the lock runs with a snapshot taken after the lock was
+// granted (READ COMMITTED takes one per statement), so the change sees
+// every change that committed before it.
+//
+// The change's time is the clock's, read before the request is sent, but
+// never earlier than the last change of the row it takes over: a booking
+// that waited for the lock does not begin before the previous holder of its
+// battery let it go, and a booking does not end before it began.
 
 // pgGenericPlans keeps PostgreSQL from planning these statements again on
 // every execution: their plans do not depend on the values (lookups by
@@ -40,26 +46,28 @@ const pgGenericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 // the booking's notifications (two when it is ready at once), in one
 // statement. The count sees the station as it was when the statement began
 // (after the lock), so the caller moves the claimed battery from its old
-// status (was) to booked.
+// status (was) to booked. The booking's time (at) is $2, or the claimed
+// battery's last change if that is later.
 // $1 station, $2 now, $3 user, $4 ready charge, $5 idempotency key (or
-// NULL), $6 expiry.
+// NULL), $6 hold in microseconds.
 const pgClaimAndBook = `WITH pick AS (
-	SELECT id, status FROM batteries
+	SELECT id, status, GREATEST($2::timestamptz, updated_at) AS at FROM batteries
 	WHERE station_id = $1 AND status IN ('available', 'charging')
 		AND EXISTS (SELECT 1 FROM stations WHERE id = $1 AND status = 'open')
 	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
 ), claimed AS (
-	UPDATE batteries SET status = 'booked', updated_at = $2 FROM pick
+	UPDATE batteries SET status = 'booked', updated_at = pick.at FROM pick
 	WHERE batteries.id = pick.id AND batteries.status IN ('available', 'charging')
-	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was
+	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, pick.at
 ), booked AS (
 	INSERT INTO bookings (user_id, station_id, battery_id, status, idempotency_key, expires_at, ready_at, created_at, updated_at)
-	SELECT $3, $1, id, CASE WHEN charge_percent >= $4 THEN 'ready' ELSE 'confirmed' END, $5, $6,
-		CASE WHEN charge_percent >= $4 THEN $2::timestamptz END, $2, $2
+	SELECT $3, $1, id, CASE WHEN charge_percent >= $4 THEN 'ready' ELSE 'confirmed' END, $5,
+		at + $6 * interval '1 microsecond', CASE WHEN charge_percent >= $4 THEN at END, at, at
 	FROM claimed
-	RETURNING id, battery_id, status
+	RETURNING id, battery_id, status, expires_at, ready_at, created_at
 ), inv AS (` + pgCount + ` WHERE station_id = $1)
-SELECT booked.id, booked.status, claimed.id, claimed.serial_number, claimed.charge_percent, claimed.was,
+SELECT booked.id, booked.status, booked.expires_at, booked.ready_at, booked.created_at,
+	claimed.id, claimed.serial_number, claimed.charge_percent, claimed.was,
 	inv.*,
 	ARRAY(SELECT nextval('notifications_id_seq') FROM generate_series(1, CASE booked.status WHEN 'ready' THEN 2 ELSE 1 END))
 FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
@@ -67,14 +75,16 @@ FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
 // pgCancel ends an active booking of $4 (any booking when $3) as cancelled,
 // puts its battery back, counts the station's batteries (as they were when
 // the statement began) and reserves the id of the notification, in one
-// statement. $1 booking, $2 now, $5 ready charge.
+// statement. $1 booking, $2 now (or the booking's last change if that is
+// later), $5 ready charge.
 var pgCancel = `WITH ended AS (
-	UPDATE bookings SET status = 'cancelled', cancelled_at = $2, updated_at = $2
+	UPDATE bookings SET status = 'cancelled', cancelled_at = GREATEST($2::timestamptz, updated_at),
+		updated_at = GREATEST($2::timestamptz, updated_at)
 	WHERE id = $1 AND status IN ('confirmed', 'ready') AND ($3 OR user_id = $4)
 	RETURNING id, user_id, station_id, battery_id, status, expires_at, ready_at, collected_at, cancelled_at,
 		returned_battery_id, created_at, updated_at
 ), returned AS (
-	UPDATE batteries SET status = ` + fmt.Sprintf(backAtStation, "$5") + `, updated_at = $2
+	UPDATE batteries SET status = ` + fmt.Sprintf(backAtStation, "$5") + `, updated_at = GREATEST(ended.updated_at, old.updated_at)
 	FROM ended, batteries AS old
 	WHERE batteries.id = ended.battery_id AND old.id = batteries.id
 	RETURNING old.status AS was, batteries.status AS now
@@ -115,43 +125,37 @@ func shift(inv *models.Inventory, from, to string) {
 
 // createBookingPipelined is CreateBooking's transaction on PostgreSQL.
 func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID int64, idemKey string) (*models.Booking, error) {
-	var row bookingRow
+	row := bookingRow{UserID: userID, StationID: stationID}
 	var key *string
 	if idemKey != "" {
 		key = &idemKey
 	}
 	err := s.pgTx(ctx, func(c *pgx.Conn) error {
-		st, err := lockStationPipelined(ctx, c, `SELECT id, name, status FROM stations WHERE id = $1 FOR UPDATE`, stationID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return models.Errorf(models.CodeNotFound, "station not found")
-		}
-		if err != nil {
-			return err
-		}
-		if st.Status != string(models.StationOpen) {
-			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
-		}
-		now := s.now()
-		row = bookingRow{UserID: userID, StationID: stationID, ExpiresAt: now.Add(s.opts.BookingHold), CreatedAt: now, UpdatedAt: now}
 		var bat batteryRow
 		var was string
 		var inv models.Inventory
 		var ids []int64
-		err = c.QueryRow(ctx, pgClaimAndBook, stationID, now, userID, s.opts.ReadyCharge, key, row.ExpiresAt).Scan(
-			&row.ID, &row.Status, &bat.ID, &bat.SerialNumber, &bat.ChargePercent, &was,
-			&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
-		if errors.Is(err, pgx.ErrNoRows) {
+		st, err := beginLocked(ctx, c, `SELECT id, name, status FROM stations WHERE id = $1 FOR UPDATE`, stationID,
+			pgClaimAndBook, []any{stationID, s.now(), userID, s.opts.ReadyCharge, key, s.opts.BookingHold.Microseconds()},
+			func(r pgx.Row) error {
+				return r.Scan(&row.ID, &row.Status, &row.ExpiresAt, &row.ReadyAt, &row.CreatedAt,
+					&bat.ID, &bat.SerialNumber, &bat.ChargePercent, &was,
+					&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+			})
+		switch {
+		case errors.Is(err, errNoStation):
+			return models.Errorf(models.CodeNotFound, "station not found")
+		case err != nil && !errors.Is(err, pgx.ErrNoRows):
+			return err
+		case st.Status != string(models.StationOpen):
+			// The claim took nothing from a station that is not open.
+			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
+		case err != nil:
 			return models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
 		}
-		if err != nil {
-			return err
-		}
 		shift(&inv, was, string(models.BatteryBooked))
-		row.BatteryID = bat.ID
-		if row.Status == string(models.BookingReady) {
-			row.ReadyAt = &now
-		}
-		o := s.outbox(nil, now)
+		row.BatteryID, row.UpdatedAt = bat.ID, row.CreatedAt
+		o := s.outbox(nil, row.CreatedAt)
 		bookedEvents(o, &row, st, &bat, st.model(inv))
 		second, err := o.pgBatch(ids)
 		if err != nil {
@@ -181,23 +185,24 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 	}
 	var b bookingRow
 	err := s.pgTx(ctx, func(c *pgx.Conn) error {
-		st, err := lockStationPipelined(ctx, c, `SELECT id, name, status FROM stations WHERE id = (SELECT station_id FROM bookings WHERE id = $1) FOR UPDATE`, id)
-		if err != nil {
-			return err
-		}
-		now := s.now()
 		var was, back string
 		var inv models.Inventory
 		var ids []int64
-		err = c.QueryRow(ctx, pgCancel, id, now, anyBooking, actorID, s.opts.ReadyCharge).Scan(
-			&b.ID, &b.UserID, &b.StationID, &b.BatteryID, &b.Status, &b.ExpiresAt, &b.ReadyAt,
-			&b.CollectedAt, &b.CancelledAt, &b.ReturnedBatteryID, &b.CreatedAt, &b.UpdatedAt, &was, &back,
-			&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+		st, err := beginLocked(ctx, c, `SELECT id, name, status FROM stations WHERE id = (SELECT station_id FROM bookings WHERE id = $1) FOR UPDATE`, id,
+			pgCancel, []any{id, s.now(), anyBooking, actorID, s.opts.ReadyCharge},
+			func(r pgx.Row) error {
+				return r.Scan(&b.ID, &b.UserID, &b.StationID, &b.BatteryID, &b.Status, &b.ExpiresAt, &b.ReadyAt,
+					&b.CollectedAt, &b.CancelledAt, &b.ReturnedBatteryID, &b.CreatedAt, &b.UpdatedAt, &was, &back,
+					&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+			})
+		if errors.Is(err, errNoStation) {
+			err = pgx.ErrNoRows
+		}
 		if err != nil {
 			return err
 		}
 		shift(&inv, was, back)
-		o := s.outbox(nil, now)
+		o := s.outbox(nil, b.UpdatedAt)
 		releasedEvents(o, &b, st, st.model(inv), models.BookingCancelled)
 		second, err := o.pgBatch(ids)
 		if err != nil {
@@ -223,16 +228,21 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 	return b.model(), nil
 }
 
-// lockStationPipelined begins the transaction and locks the station that
-// lock (a SELECT … FOR UPDATE of id, name, status) names, in one round trip.
-// The change's time is read after it returns, so that timestamps follow the
-// order in which the lock is granted: a booking never starts before the
-// previous holder of its battery let it go.
-func lockStationPipelined(ctx context.Context, c *pgx.Conn, lock string, id int64) (*stationRow, error) {
+// errNoStation: beginLocked's lock found no station.
+var errNoStation = errors.New("store: no station to lock")
+
+// beginLocked begins the transaction, locks the station that lock (a
+// SELECT … FOR UPDATE of id, name, status) names and runs the change, in
+// one round trip. The change runs after the lock is granted, with a snapshot
+// taken then; scan reads its one row. It returns the locked station, or
+// errNoStation when lock found none; otherwise the error is the change's
+// (pgx.ErrNoRows when it changed nothing).
+func beginLocked(ctx context.Context, c *pgx.Conn, lock string, id int64, change string, args []any, scan func(pgx.Row) error) (*stationRow, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(pgGenericPlans)
 	b.Queue(lock, id)
+	b.Queue(change, args...)
 	var st stationRow
 	br := c.SendBatch(ctx, b)
 	_, err := br.Exec()
@@ -241,8 +251,14 @@ func lockStationPipelined(ctx context.Context, c *pgx.Conn, lock string, id int6
 	}
 	if err == nil {
 		err = br.QueryRow().Scan(&st.ID, &st.Name, &st.Status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = errNoStation
+		}
 	}
-	if cerr := br.Close(); err == nil {
+	if err == nil {
+		err = scan(br.QueryRow())
+	}
+	if cerr := br.Close(); cerr != nil && (err == nil || errors.Is(err, pgx.ErrNoRows) || errors.Is(err, errNoStation)) {
 		err = cerr
 	}
 	return &st, err

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -588,7 +589,10 @@ func TestContendedBookingsDoNotOverlapInTime(t *testing.T) {
 			if len(all) < 2 {
 				t.Fatalf("%d bookings won; the race needs at least 2", len(all))
 			}
-			slices.SortFunc(all, func(a, b models.Booking) int { return a.CreatedAt.Compare(b.CreatedAt) })
+			// Ids are drawn after the lock, so they break ties in lock order.
+			slices.SortFunc(all, func(a, b models.Booking) int {
+				return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+			})
 			for i := 1; i < len(all); i++ {
 				prev, cur := all[i-1], all[i]
 				if prev.CancelledAt == nil || cur.CreatedAt.Before(*prev.CancelledAt) {
