@@ -9,6 +9,9 @@
 # Experiments (docs/BENCHMARKS.md): DSN_PARAMS is appended to the database
 # URL (e.g. '&plan_cache_mode=force_generic_plan'); SETUP_SQL runs on the
 # migrated database before the load (e.g. 'DROP INDEX events_topic_seq').
+# Over PostgreSQL's Unix socket instead of TCP (docs/operations.md):
+#   PG=postgres://postgres@ DSN_PARAMS='&host=/var/run/postgresql' scripts/bench-bookings.sh
+# The server inherits the environment, so GOGC=400 etc. apply to it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
