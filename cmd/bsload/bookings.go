@@ -70,6 +70,7 @@ func cmdBookings(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // rider is one client of the bookings run: its user and its station.
 type rider struct {
 	api       *api
+	wire      *wire // the booking loop's connection
 	stationID int64
 }
 
@@ -173,12 +174,24 @@ func runBookings(ctx context.Context, cfg bookingsConfig, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("register rider: %w", err)
 		}
-		riders[i] = rider{api: admin.with(a.Token), stationID: stations[i%nStations]}
+		ra := admin.with(a.Token)
+		w, err := ra.wire()
+		if err != nil {
+			return err
+		}
+		riders[i] = rider{api: ra, wire: w, stationID: stations[i%nStations]}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	defer func() {
+		for _, rd := range riders {
+			if rd.wire != nil {
+				rd.wire.close()
+			}
+		}
+	}()
 	fmt.Fprintf(out, "setup: %d stations × %d batteries, %d riders in %s\n\n", nStations, cfg.batteries, n, time.Since(setup).Round(time.Millisecond))
 
 	var results []levelResult
@@ -232,7 +245,7 @@ func runLevel(ctx context.Context, cfg bookingsConfig, riders []rider) levelResu
 			cctx := context.WithoutCancel(ctx)
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				t0 := time.Now()
-				b, err := rd.api.book(ctx, rd.stationID)
+				id, err := rd.wire.book(ctx, rd.stationID)
 				d := time.Since(t0)
 				st.book = append(st.book, d)
 				if err != nil {
@@ -252,7 +265,7 @@ func runLevel(ctx context.Context, cfg bookingsConfig, riders []rider) levelResu
 					mu.Unlock()
 				}
 				t0 = time.Now()
-				err = rd.api.cancel(cctx, b.ID)
+				err = rd.wire.cancel(cctx, id)
 				st.cancel = append(st.cancel, time.Since(t0))
 				if cfg.shared {
 					mu.Lock()

@@ -100,7 +100,13 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode/100 != 2 {
+	return answer(method, path, resp.StatusCode, data, out)
+}
+
+// answer decodes a 2xx answer's body into out (when non-nil), or returns
+// the *apiError that a non-2xx answer's body names.
+func answer(method, path string, status int, data []byte, out any) error {
+	if status/100 != 2 {
 		var e struct {
 			Error struct {
 				Code    string `json:"code"`
@@ -108,7 +114,7 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 			} `json:"error"`
 		}
 		_ = json.Unmarshal(data, &e)
-		return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return &apiError{Status: status, Code: e.Error.Code, Message: e.Error.Message}
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -247,12 +253,6 @@ func (a *api) listBookings(ctx context.Context, path string) ([]booking, error) 
 		return nil
 	})
 	return all, err
-}
-
-func (a *api) book(ctx context.Context, stationID int64) (*booking, error) {
-	var out booking
-	err := a.do(ctx, http.MethodPost, "/api/v1/bookings", map[string]int64{"station_id": stationID}, &out)
-	return &out, err
 }
 
 func (a *api) cancel(ctx context.Context, id int64) error {
