@@ -91,7 +91,7 @@ func (d dialect) lockStation(tx *gorm.DB) *gorm.DB {
 }
 
 // pipelines reports whether the two hot transactions (book, cancel) go
-// straight to pgx, which pipelines a transaction's statements into three
+// straight to pgx, which pipelines a transaction's statements into two
 // round trips (booking_pg.go), instead of through GORM a statement at a time.
 func (d dialect) pipelines() bool { return d.name == "postgres" }
 
