@@ -323,7 +323,8 @@ func TestCancelAndIdempotency(t *testing.T) {
 		_, _, err = f.s.CreateBooking(f.ctx, rider.ID, other2.ID, "key-1")
 		wantCode(t, err, models.CodeIdempotencyMismatch)
 		// The other rider can book the battery now; a closed station refuses.
-		if _, _, err := f.s.CreateBooking(f.ctx, other.ID, st.ID, ""); err != nil {
+		held, _, err := f.s.CreateBooking(f.ctx, other.ID, st.ID, "")
+		if err != nil {
 			t.Fatal(err)
 		}
 		closed := models.StationClosed
@@ -337,6 +338,10 @@ func TestCancelAndIdempotency(t *testing.T) {
 		wantCode(t, err, models.CodeNotFound)
 		if evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID)); len(evs) != 0 {
 			t.Fatalf("refused bookings wrote %v", types(evs))
+		}
+		// A booking at a station that has closed since can still be cancelled.
+		if c, err := f.s.CancelBooking(f.ctx, held.ID, other); err != nil || c.Status != models.BookingCancelled {
+			t.Fatalf("cancel at a closed station = %+v, %v", c, err)
 		}
 	})
 }
