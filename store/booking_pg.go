@@ -320,6 +320,10 @@ func commit(ctx context.Context, c *pgx.Conn, b *pgx.Batch) error {
 // its own transaction; when it fails, whatever it left open is rolled back.
 // A commit wakes the relay, as Store.tx does.
 func (s *Store) pgTx(ctx context.Context, fn func(c *pgx.Conn) error) error {
+	if err := s.pgSlots.enter(ctx); err != nil {
+		return err
+	}
+	defer s.pgSlots.leave()
 	conn, err := s.sqlDB.Conn(ctx)
 	if err != nil {
 		return err

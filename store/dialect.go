@@ -64,13 +64,14 @@ func scanTimesInUTC(_ context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-func (d dialect) tune(db *sql.DB, opts Options) {
+// tune sizes the pool and returns its size.
+func (d dialect) tune(db *sql.DB, opts Options) int {
 	if d.name == "sqlite" {
 		// One connection: SQLite has one writer anyway, and serialising in
 		// the pool instead of in the file lock means no SQLITE_BUSY and the
 		// station "lock" is the transaction itself.
 		db.SetMaxOpenConns(1)
-		return
+		return 1
 	}
 	n := opts.MaxOpenConns
 	if n <= 0 {
@@ -78,6 +79,7 @@ func (d dialect) tune(db *sql.DB, opts Options) {
 	}
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
+	return n
 }
 
 // lockStation locks the station row for the rest of the transaction:

@@ -53,6 +53,9 @@ type Store struct {
 	announce  chan struct{} // PostgreSQL: tell the other instances' relays
 	instance  string        // NOTIFY payload, so the listener skips its own
 	relayLock chan struct{} // SQLite: the in-process relay lease
+	// pgSlots admits the pipelined transactions to the pool first come,
+	// first served.
+	pgSlots admission
 	// lease is this instance's live PostgreSQL relay lease, if it holds one:
 	// its own commits then need no NOTIFY, since no other relay is active.
 	lease     atomic.Pointer[relayLease]
@@ -99,7 +102,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	d.tune(sqlDB, opts)
+	poolSize := d.tune(sqlDB, opts)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sqlDB.PingContext(pctx); err != nil {
@@ -113,6 +116,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		announce:  make(chan struct{}, 1),
 		instance:  rand.Text(),
 		relayLock: make(chan struct{}, 1),
+		pgSlots:   make(admission, poolSize),
 		stop:      stop,
 	}
 	if d.name == "postgres" {
