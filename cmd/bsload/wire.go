@@ -79,9 +79,20 @@ func (w *wire) post(ctx context.Context, path string, body []byte, out any) erro
 		deadline = d
 	}
 	_ = w.conn.SetDeadline(deadline)
-	// An interrupted run ends the request at once.
-	stop := context.AfterFunc(ctx, func() { _ = w.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// An interrupted run ends the request at once. The interrupt may also
+	// land after the answer has been read, on its own goroutine: wait for it
+	// and drop the connection, so that no late deadline hits the next request.
+	c, interrupted := w.conn, make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.SetDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
+	defer func() {
+		if !stop() {
+			<-interrupted
+			w.close()
+		}
+	}()
 	b := append(w.buf[:0], "POST "...)
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -111,5 +112,57 @@ func TestWire(t *testing.T) {
 
 	if _, err := (&api{base: "https://example.test", http: a.http}).wire(); err == nil {
 		t.Fatal("an https base was accepted")
+	}
+}
+
+// interruptOnRead cancels the run as soon as the answer starts to arrive.
+type interruptOnRead struct {
+	net.Conn
+	cancel context.CancelFunc
+}
+
+func (c *interruptOnRead) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+// An interrupt that lands while (or just after) an answer is read drops the
+// connection before the request returns: the clean-up request that follows
+// on an uncancelled context gets a fresh one, not a late deadline.
+func TestWireInterruptDropsTheConnection(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/bookings", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"id":42}`)
+	})
+	mux.HandleFunc("POST /api/v1/bookings/42/cancel", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"id":42,"status":"cancelled"}`)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	a := &api{base: srv.URL, http: &http.Client{Timeout: time.Hour}, token: "tok"}
+	w, err := a.wire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	raw, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	conn := &interruptOnRead{Conn: raw, cancel: cancel}
+	w.conn, w.r = conn, bufio.NewReader(conn)
+	if _, err := w.book(ctx, 7); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted book: %v", err)
+	}
+	if w.conn != nil {
+		t.Fatal("the interrupted request's connection is kept for the next one")
+	}
+	if err := w.cancel(context.WithoutCancel(ctx), 42); err != nil {
+		t.Fatalf("clean-up cancel after the interrupt: %v", err)
 	}
 }
