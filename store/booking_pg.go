@@ -31,9 +31,12 @@ import (
 // every change that committed before it.
 //
 // The change's time is the clock's, read before the request is sent, but
-// never earlier than the last change of the row it takes over: a booking
-// that waited for the lock does not begin before the previous holder of its
-// battery let it go, and a booking does not end before it began.
+// never earlier than the last change at its station (the station row and
+// its batteries) or of the booking it ends: one that waited for the lock is
+// not stamped before a change that committed ahead of it — a booking does
+// not begin before the previous holder of its battery let it go, nor before
+// the station it books at reopened — and the timestamps of a station's
+// events follow their order.
 
 // pgGenericPlans keeps PostgreSQL from planning these statements again on
 // every execution: their plans do not depend on the values (lookups by
@@ -46,19 +49,22 @@ const pgGenericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 // the booking's notifications (two when it is ready at once), in one
 // statement. The count sees the station as it was when the statement began
 // (after the lock), so the caller moves the claimed battery from its old
-// status (was) to booked. The booking's time (at) is $2, or the claimed
-// battery's last change if that is later.
+// status (was) to booked. The booking's time (at) is $2, or the station's
+// last change if that is later.
 // $1 station, $2 now, $3 user, $4 ready charge, $5 idempotency key (or
 // NULL), $6 hold in microseconds.
-const pgClaimAndBook = `WITH pick AS (
-	SELECT id, status, GREATEST($2::timestamptz, updated_at) AS at FROM batteries
+const pgClaimAndBook = `WITH t AS (
+	SELECT GREATEST($2::timestamptz, (SELECT updated_at FROM stations WHERE id = $1),
+		(SELECT max(updated_at) FROM batteries WHERE station_id = $1)) AS at
+), pick AS (
+	SELECT id, status FROM batteries
 	WHERE station_id = $1 AND status IN ('available', 'charging')
 		AND EXISTS (SELECT 1 FROM stations WHERE id = $1 AND status = 'open')
 	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
 ), claimed AS (
-	UPDATE batteries SET status = 'booked', updated_at = pick.at FROM pick
+	UPDATE batteries SET status = 'booked', updated_at = t.at FROM pick, t
 	WHERE batteries.id = pick.id AND batteries.status IN ('available', 'charging')
-	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, pick.at
+	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, t.at
 ), booked AS (
 	INSERT INTO bookings (user_id, station_id, battery_id, status, idempotency_key, expires_at, ready_at, created_at, updated_at)
 	SELECT $3, $1, id, CASE WHEN charge_percent >= $4 THEN 'ready' ELSE 'confirmed' END, $5,
@@ -75,16 +81,20 @@ FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
 // pgCancel ends an active booking of $4 (any booking when $3) as cancelled,
 // puts its battery back, counts the station's batteries (as they were when
 // the statement began) and reserves the id of the notification, in one
-// statement. $1 booking, $2 now (or the booking's last change if that is
-// later), $5 ready charge.
-var pgCancel = `WITH ended AS (
-	UPDATE bookings SET status = 'cancelled', cancelled_at = GREATEST($2::timestamptz, updated_at),
-		updated_at = GREATEST($2::timestamptz, updated_at)
-	WHERE id = $1 AND status IN ('confirmed', 'ready') AND ($3 OR user_id = $4)
-	RETURNING id, user_id, station_id, battery_id, status, expires_at, ready_at, collected_at, cancelled_at,
-		returned_battery_id, created_at, updated_at
+// statement. $1 booking, $2 now (or the last change of the booking or at its
+// station if that is later), $5 ready charge.
+var pgCancel = `WITH t AS (
+	SELECT GREATEST($2::timestamptz, b.updated_at, s.updated_at,
+		(SELECT max(updated_at) FROM batteries WHERE station_id = b.station_id)) AS at
+	FROM bookings AS b JOIN stations AS s ON s.id = b.station_id WHERE b.id = $1
+), ended AS (
+	UPDATE bookings SET status = 'cancelled', cancelled_at = t.at, updated_at = t.at FROM t
+	WHERE bookings.id = $1 AND bookings.status IN ('confirmed', 'ready') AND ($3 OR bookings.user_id = $4)
+	RETURNING bookings.id, bookings.user_id, bookings.station_id, bookings.battery_id, bookings.status,
+		bookings.expires_at, bookings.ready_at, bookings.collected_at, bookings.cancelled_at,
+		bookings.returned_battery_id, bookings.created_at, bookings.updated_at
 ), returned AS (
-	UPDATE batteries SET status = ` + fmt.Sprintf(backAtStation, "$5") + `, updated_at = GREATEST(ended.updated_at, old.updated_at)
+	UPDATE batteries SET status = ` + fmt.Sprintf(backAtStation, "$5") + `, updated_at = ended.updated_at
 	FROM ended, batteries AS old
 	WHERE batteries.id = ended.battery_id AND old.id = batteries.id
 	RETURNING old.status AS was, batteries.status AS now

@@ -678,21 +678,7 @@ func TestSameKeyRaceForTheLastBatteryReplays(t *testing.T) {
 	}
 	// Both requests are past their first look for the key once both wait
 	// for the station's lock.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int64
-		if err := f.s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error; err != nil {
-			t.Fatal(err)
-		}
-		if waiting == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests wait for the station lock, want 2", waiting)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	f.waitForLockWaiters(2)
 	if err := holder.Rollback().Error; err != nil {
 		t.Fatal(err)
 	}
@@ -702,5 +688,106 @@ func TestSameKeyRaceForTheLastBatteryReplays(t *testing.T) {
 	}
 	if a.b.ID != b.b.ID || a.replayed == b.replayed {
 		t.Fatalf("bookings %d (replayed %v) and %d (replayed %v), want one booking, one replay", a.b.ID, a.replayed, b.b.ID, b.replayed)
+	}
+}
+
+// waitForLockWaiters returns once n sessions of the test's PostgreSQL
+// database wait for a lock, observed in pg_stat_activity.
+func (f *fixture) waitForLockWaiters(n int64) {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int64
+		if err := f.s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error; err != nil {
+			f.t.Fatal(err)
+		}
+		if waiting == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%d sessions wait for a lock, want %d", waiting, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// behindLock runs first and then second while another transaction holds the
+// station's lock, each queued behind it (first ahead of second), lets the
+// clock move on, and releases the lock: both then run, in that order.
+func (f *fixture) behindLock(stationID int64, first, second func()) {
+	f.t.Helper()
+	holder := f.s.DB().Begin()
+	if err := holder.Exec("SELECT 1 FROM stations WHERE id = ? FOR UPDATE", stationID).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(first)
+	f.waitForLockWaiters(1)
+	wg.Go(second)
+	f.waitForLockWaiters(2)
+	f.clock.Advance(time.Minute) // as long as they waited
+	if err := holder.Rollback().Error; err != nil {
+		f.t.Fatal(err)
+	}
+	wg.Wait()
+}
+
+// A booking or cancel that waited for the station lock behind a station
+// change is not stamped before that change, though it read the clock before
+// it waited; so a station's events keep their timestamps in order.
+func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
+	c := newClock()
+	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{Now: c.Now}), clock: c, ctx: context.Background()}
+	st := f.station("Queue", 100)
+	u := f.user("queued@example.com")
+	closed, open := models.StationClosed, models.StationOpen
+	if _, err := f.s.UpdateStation(f.ctx, st.ID, models.StationPatch{Status: &closed}); err != nil {
+		t.Fatal(err)
+	}
+	mid := f.head()
+	var reopened *models.Station
+	var b *models.Booking
+	f.behindLock(st.ID, func() {
+		var err error
+		if reopened, err = f.s.UpdateStation(f.ctx, st.ID, models.StationPatch{Status: &open}); err != nil {
+			t.Error(err)
+		}
+	}, func() {
+		var err error
+		if b, _, err = f.s.CreateBooking(f.ctx, u.ID, st.ID, ""); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	if b.CreatedAt.Before(reopened.UpdatedAt) {
+		t.Fatalf("booking stamped %s, before its station reopened at %s", b.CreatedAt.Format(time.RFC3339Nano), reopened.UpdatedAt.Format(time.RFC3339Nano))
+	}
+	maintenance := models.StationMaintenance
+	var cancelled *models.Booking
+	f.behindLock(st.ID, func() {
+		if _, err := f.s.UpdateStation(f.ctx, st.ID, models.StationPatch{Status: &maintenance}); err != nil {
+			t.Error(err)
+		}
+	}, func() {
+		var err error
+		if cancelled, err = f.s.CancelBooking(f.ctx, b.ID, u); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	var last time.Time
+	for _, e := range f.events(mid, models.StationTopic(st.ID)) {
+		if e.CreatedAt.Before(last) {
+			t.Fatalf("event %d (%s) stamped %s, before the one ahead of it (%s)", e.Seq, e.Type, e.CreatedAt.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
+		}
+		last = e.CreatedAt
+	}
+	if cancelled.CancelledAt == nil || !cancelled.CancelledAt.Equal(last) {
+		t.Fatalf("cancelled at %v, want the time of the station's last event, %s", cancelled.CancelledAt, last.Format(time.RFC3339Nano))
 	}
 }
