@@ -116,8 +116,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		announce:  make(chan struct{}, 1),
 		instance:  rand.Text(),
 		relayLock: make(chan struct{}, 1),
-		pgSlots:   make(admission, poolSize),
-		stop:      stop,
+		// One place fewer than the pool has connections: the relay lease
+		// keeps one, and bookings should wait here, not in the pool's queue.
+		pgSlots: make(admission, max(poolSize-1, 1)),
+		stop:    stop,
 	}
 	if d.name == "postgres" {
 		s.bg.Add(2)
