@@ -36,7 +36,6 @@ type inventoryRow struct {
 	Total     int
 }
 
-// inventories counts each station's batteries from its battery rows, so the
 // inventoryColumns counts batteries by status: a station's counts are
 // derived from its battery rows, here and in the pipelined booking path.
 const inventoryColumns = `COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELSE 0 END), 0) AS available,
@@ -44,6 +43,7 @@ const inventoryColumns = `COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELS
 	COALESCE(SUM(CASE WHEN status = 'charging' THEN 1 ELSE 0 END), 0) AS charging,
 	COUNT(*) AS total`
 
+// inventories counts each station's batteries from its battery rows, so the
 // totals can never drift from what the rows say.
 func inventories(tx *gorm.DB, ids []int64) (map[int64]models.Inventory, error) {
 	var rows []inventoryRow
