@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -44,11 +45,15 @@ func (s *Store) ListNotifications(ctx context.Context, userID int64, unread bool
 	if err := page(q, p, "id").Find(&rows).Error; err != nil {
 		return nil, translate(err, "notifications")
 	}
+	return notificationModels(rows), nil
+}
+
+func notificationModels(rows []notificationRow) []models.Notification {
 	out := make([]models.Notification, len(rows))
 	for i := range rows {
 		out[i] = *rows[i].model()
 	}
-	return out, nil
+	return out
 }
 
 // UnreadNotifications returns the newest limit of a user's unread
@@ -59,11 +64,8 @@ func (s *Store) UnreadNotifications(ctx context.Context, userID int64, limit int
 		Order("id DESC").Limit(limit).Find(&rows).Error; err != nil {
 		return nil, translate(err, "notifications")
 	}
-	out := make([]models.Notification, len(rows))
-	for i := range rows {
-		out[len(rows)-1-i] = *rows[i].model()
-	}
-	return out, nil
+	slices.Reverse(rows)
+	return notificationModels(rows), nil
 }
 
 // MarkNotificationRead marks one of the user's notifications read; another
