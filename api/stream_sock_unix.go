@@ -12,13 +12,9 @@ import (
 // sent is read and dropped: a stream never reads its connection. A
 // connection that is not a socket (TLS) reports false; its writes tell.
 func peerGone(conn net.Conn) bool {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true // closed
+	raw, err := rawConnOf(conn)
+	if raw == nil {
+		return err != nil // closed; not a socket tells nothing
 	}
 	gone := false
 	var buf [64]byte
@@ -36,17 +32,14 @@ func peerGone(conn net.Conn) bool {
 	return gone || err != nil
 }
 
-// rawConnOf returns conn's socket, or nil if conn is not one (TLS).
-func rawConnOf(conn net.Conn) syscall.RawConn {
+// rawConnOf returns conn's socket; nil, nil if conn is not one (TLS), and
+// the error if conn is closed.
+func rawConnOf(conn net.Conn) (syscall.RawConn, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return raw
+	return sc.SyscallConn()
 }
 
 // sockWriter writes to one socket without waiting for room. Its callback
@@ -62,8 +55,8 @@ type sockWriter struct {
 // newSockWriter returns a writer for conn's socket, or nil if conn is not
 // one (TLS).
 func newSockWriter(conn net.Conn) *sockWriter {
-	raw := rawConnOf(conn)
-	if raw == nil {
+	raw, err := rawConnOf(conn)
+	if raw == nil || err != nil {
 		return nil
 	}
 	w := &sockWriter{raw: raw}
