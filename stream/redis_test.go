@@ -5,17 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"net"
 	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"batteryswap/models"
+	"batteryswap/stream/redistest"
 )
 
 func TestRedisBroker(t *testing.T) {
@@ -73,8 +71,8 @@ func TestRedisBrokerJoinsOnlyFollowedTopics(t *testing.T) {
 // catch-up from the outbox, exactly once and in order, and live delivery
 // resumes after.
 func TestRedisRestart(t *testing.T) {
-	srv := startRedisServer(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.addr, MaxRetries: -1, DialerRetries: 1})
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { _ = client.Close() })
 	broker := NewRedisBroker(client, RedisOptions{
 		Prefix:         testPrefix(),
@@ -125,9 +123,9 @@ func TestRedisRestart(t *testing.T) {
 	expect(t, ctx, one, 1, 3, 5)
 	expect(t, ctx, all, 1, 2, 3, 4, 5, 6)
 
-	srv.kill(t)
+	srv.Kill(t)
 	publish(6, false) // events 7..12 are in the outbox, never in Redis
-	srv.start(t)
+	srv.Restart(t)
 	waitFor(t, ctx, "the broker to reconnect", func() bool { return broker.Ping(ctx) == nil })
 	publish(4, true) // 13..16, live again
 
@@ -237,69 +235,6 @@ func requireService(t *testing.T, why string) {
 // testPrefix keeps each test's channels apart from other tests and runs
 // sharing the same Redis.
 func testPrefix() string { return "batteryswap-test:" + rand.Text() + ":" }
-
-// redisServer is a private redis-server that a test can kill and restart
-// on the same port.
-type redisServer struct {
-	bin, addr, port string
-	cmd             *exec.Cmd
-	exited          chan struct{}
-}
-
-func startRedisServer(t *testing.T) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		requireService(t, "redis-server is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	_ = l.Close()
-	s := &redisServer{bin: bin, addr: "127.0.0.1:" + port, port: port}
-	s.start(t)
-	t.Cleanup(func() { s.kill(t) })
-	return s
-}
-
-func (s *redisServer) start(t *testing.T) {
-	t.Helper()
-	s.cmd = exec.Command(s.bin, "--port", s.port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(s.cmd)
-	s.exited = exited
-	client := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	waitFor(t, ctx, "redis-server to start", func() bool {
-		select {
-		case <-exited:
-			t.Fatal("redis-server exited at start")
-		default:
-		}
-		return client.Ping(ctx).Err() == nil
-	})
-}
-
-func (s *redisServer) kill(t *testing.T) {
-	t.Helper()
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	if err := s.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-s.exited
-}
 
 // PublishBatch delivers a batch on every channel of each event, in order,
 // as the relay publishes it in one round trip.
