@@ -178,6 +178,14 @@ func (s *rawStream) line(t *testing.T) string {
 	return l
 }
 
+// ndjsonEvent reads the next line, which must be NDJSON event ev.
+func (s *rawStream) ndjsonEvent(t *testing.T, ev *models.Event, what string) {
+	t.Helper()
+	if l := s.line(t); !strings.HasPrefix(l, `{"id":"`+ev.ID()+`"`) {
+		t.Fatalf("%s: got %.40q, want event %s", what, l, ev.ID())
+	}
+}
+
 // head reads the response head: its status line and its header lines,
 // each of which must end with CRLF.
 func (s *rawStream) head(t *testing.T) (status string, header map[string]string) {
@@ -360,9 +368,7 @@ func TestLeanStreamDropsSlowConsumer(t *testing.T) {
 		ev := e.publish(t, size)
 		published++
 		// In step with the fast reader, so that its own queue stays short.
-		if l := fast.line(t); !strings.HasPrefix(l, `{"id":"`+ev.ID()+`"`) {
-			t.Fatalf("fast reader: got %.40q, want event %s", l, ev.ID())
-		}
+		fast.ndjsonEvent(t, ev, "fast reader")
 	}
 	// The slow stream's writer was blocked on the full socket: the drop
 	// must end it now, not when its 10 s write deadline passes.
@@ -374,10 +380,7 @@ func TestLeanStreamDropsSlowConsumer(t *testing.T) {
 		t.Fatalf("the dropped stream ended after %v: it waited for its write deadline", waited)
 	}
 	for range 3 {
-		ev := e.publish(t, 10)
-		if l := fast.line(t); !strings.HasPrefix(l, `{"id":"`+ev.ID()+`"`) {
-			t.Fatalf("fast reader after the drop: got %.40q, want event %s", l, ev.ID())
-		}
+		fast.ndjsonEvent(t, e.publish(t, 10), "fast reader after the drop")
 	}
 	if n := e.metric(t, "batteryswap_slow_consumer_disconnects_total"); n != 1 {
 		t.Fatalf("%v slow-consumer disconnects, want 1", n)
