@@ -252,7 +252,7 @@ func runLevel(ctx context.Context, cfg bookingsConfig, riders []rider) levelResu
 					code := errorCode(err)
 					st.errors["book:"+code]++
 					if code == "active_booking_exists" {
-						clearActive(cctx, rd.api, st.errors)
+						clearActive(cctx, rd, st.errors)
 					}
 					continue
 				}
@@ -297,15 +297,15 @@ func runLevel(ctx context.Context, cfg bookingsConfig, riders []rider) levelResu
 
 // clearActive cancels the rider's active bookings (left by a cancel that
 // timed out), so the loop can go on.
-func clearActive(ctx context.Context, a *api, errs map[string]int) {
-	list, err := a.listBookings(ctx, "/api/v1/bookings")
+func clearActive(ctx context.Context, rd rider, errs map[string]int) {
+	list, err := rd.api.listBookings(ctx, "/api/v1/bookings")
 	if err != nil {
 		errs["clear:"+errorCode(err)]++
 		return
 	}
 	for _, b := range list {
 		if b.Status == "confirmed" || b.Status == "ready" {
-			if err := a.cancel(ctx, b.ID); err != nil {
+			if err := rd.wire.cancel(ctx, b.ID); err != nil {
 				errs["clear:"+errorCode(err)]++
 			}
 		}

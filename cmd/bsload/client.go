@@ -255,10 +255,6 @@ func (a *api) listBookings(ctx context.Context, path string) ([]booking, error) 
 	return all, err
 }
 
-func (a *api) cancel(ctx context.Context, id int64) error {
-	return a.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/bookings/%d/cancel", id), struct{}{}, nil)
-}
-
 // parallel runs fn(0) … fn(n-1) on at most workers goroutines and returns
 // the first error.
 func parallel(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
