@@ -178,6 +178,17 @@ func (s *rawStream) line(t *testing.T) string {
 	return l
 }
 
+// statusOf sends a GET and returns the answer's status, dropping its body.
+func statusOf(t *testing.T, client *http.Client, url string) int {
+	t.Helper()
+	res, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
 // ndjsonEvent reads the next line, which must be NDJSON event ev.
 func (s *rawStream) ndjsonEvent(t *testing.T, ev *models.Event, what string) {
 	t.Helper()
@@ -318,13 +329,8 @@ func TestLeanStreamWire(t *testing.T) {
 			if n := e.metric(t, "batteryswap_http_request_duration_seconds", "route", "/stream/stations"); n != 0 {
 				t.Fatalf("request duration observed %v times while the stream is open", n)
 			}
-			res, err := http.Get(e.ts.URL + "/stream/stations?transport=poll&timeout=0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusTooManyRequests {
-				t.Fatalf("second stream of the client: %d, want 429", res.StatusCode)
+			if code := statusOf(t, http.DefaultClient, e.ts.URL+"/stream/stations?transport=poll&timeout=0"); code != http.StatusTooManyRequests {
+				t.Fatalf("second stream of the client: %d, want 429", code)
 			}
 
 			// The client leaves; the next heartbeat notices.
@@ -333,13 +339,8 @@ func TestLeanStreamWire(t *testing.T) {
 				return e.hub.Subscribers() == 0 && e.metric(t, "batteryswap_stream_open") == 0 &&
 					e.metric(t, "batteryswap_http_request_duration_seconds", "route", "/stream/stations", "status", "200") == 1
 			})
-			res, err = http.Get(e.ts.URL + "/stream/stations?transport=poll&timeout=0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("stream after the first one ended: %d, want 200 (slot released)", res.StatusCode)
+			if code := statusOf(t, http.DefaultClient, e.ts.URL+"/stream/stations?transport=poll&timeout=0"); code != http.StatusOK {
+				t.Fatalf("stream after the first one ended: %d, want 200 (slot released)", code)
 			}
 		})
 	}
@@ -428,13 +429,8 @@ func TestLeanStreamDrainEndsStreamsAndLeaksNothing(t *testing.T) {
 	stuck.eof(t, 10*time.Second)
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	res, err := client.Get(e.ts.URL + "/stream/stations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("stream after Drain: %d, want 503", res.StatusCode)
+	if code := statusOf(t, client, e.ts.URL+"/stream/stations"); code != http.StatusServiceUnavailable {
+		t.Fatalf("stream after Drain: %d, want 503", code)
 	}
 }
 
