@@ -373,3 +373,36 @@ func TestPrivacy(t *testing.T) {
 		}
 	})
 }
+
+// ALLOWED_ORIGINS lets those origins make credentialed CORS requests, to
+// the REST API and to a stream alike; a hijacked stream writes its own
+// response head, which must keep the headers the middleware set. Another
+// origin gets no CORS headers.
+func TestCORS(t *testing.T) {
+	const allowed = "https://app.example"
+	e := newAPIEnv(t, "sqlite", func(c *api.Config) { c.AllowedOrigins = []string{allowed} })
+	for _, path := range []string{"/api/v1/stations", "/stream/stations", "/stream/stations?format=ndjson"} {
+		for _, origin := range []string{allowed, "https://elsewhere.example"} {
+			req, err := http.NewRequest(http.MethodGet, e.url+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Origin", origin)
+			res, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			acao, creds := res.Header.Get("Access-Control-Allow-Origin"), res.Header.Get("Access-Control-Allow-Credentials")
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s from %s: %d", path, origin, res.StatusCode)
+			}
+			if origin == allowed && (acao != allowed || creds != "true") {
+				t.Errorf("GET %s from %s: Access-Control-Allow-Origin %q, -Credentials %q", path, origin, acao, creds)
+			}
+			if origin != allowed && acao != "" {
+				t.Errorf("GET %s from %s: Access-Control-Allow-Origin %q, want none", path, origin, acao)
+			}
+		}
+	}
+}
