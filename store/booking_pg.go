@@ -46,36 +46,38 @@ const pgGenericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 
 // pgClaimAndBook claims the best free battery of an open station, inserts
 // the booking for it, counts the station's batteries and reserves the ids of
-// the booking's notifications (two when it is ready at once), in one
-// statement. The count sees the station as it was when the statement began
-// (after the lock), so the caller moves the claimed battery from its old
-// status (was) to booked. The booking's time (at) is $2, or the station's
-// last change if that is later.
+// the booking's notifications (the second only when it is ready at once), in
+// one statement. The count sees the station as it was when the statement
+// began (after the lock), so the caller moves the claimed battery from its
+// old status (was) to booked. The booking's time (at) is $2, or the
+// station's last change if that is later; one scan of the station's
+// batteries gives both that and the count.
 // $1 station, $2 now, $3 user, $4 ready charge, $5 idempotency key (or
 // NULL), $6 hold in microseconds.
-const pgClaimAndBook = `WITH t AS (
-	SELECT GREATEST($2::timestamptz, (SELECT updated_at FROM stations WHERE id = $1),
-		(SELECT max(updated_at) FROM batteries WHERE station_id = $1)) AS at
+const pgClaimAndBook = `WITH st AS (
+	SELECT status, updated_at FROM stations WHERE id = $1
+), inv AS (
+	SELECT ` + inventoryColumns + `, GREATEST($2::timestamptz, max(updated_at), (SELECT updated_at FROM st)) AS at
+	FROM batteries WHERE station_id = $1
 ), pick AS (
 	SELECT id, status FROM batteries
-	WHERE station_id = $1 AND status IN ('available', 'charging')
-		AND EXISTS (SELECT 1 FROM stations WHERE id = $1 AND status = 'open')
+	WHERE station_id = $1 AND status IN ('available', 'charging') AND (SELECT status FROM st) = 'open'
 	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
 ), claimed AS (
-	UPDATE batteries SET status = 'booked', updated_at = t.at FROM pick, t
+	UPDATE batteries SET status = 'booked', updated_at = inv.at FROM pick, inv
 	WHERE batteries.id = pick.id AND batteries.status IN ('available', 'charging')
-	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, t.at
+	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, inv.at
 ), booked AS (
 	INSERT INTO bookings (user_id, station_id, battery_id, status, idempotency_key, expires_at, ready_at, created_at, updated_at)
 	SELECT $3, $1, id, CASE WHEN charge_percent >= $4 THEN 'ready' ELSE 'confirmed' END, $5,
 		at + $6 * interval '1 microsecond', CASE WHEN charge_percent >= $4 THEN at END, at, at
 	FROM claimed
 	RETURNING id, battery_id, status, expires_at, ready_at, created_at
-), inv AS (` + pgCount + ` WHERE station_id = $1)
+)
 SELECT booked.id, booked.status, booked.expires_at, booked.ready_at, booked.created_at,
 	claimed.id, claimed.serial_number, claimed.charge_percent, claimed.was,
-	inv.*,
-	ARRAY(SELECT nextval('notifications_id_seq') FROM generate_series(1, CASE booked.status WHEN 'ready' THEN 2 ELSE 1 END))
+	inv.available, inv.booked, inv.charging, inv.total,
+	nextval('notifications_id_seq'), CASE booked.status WHEN 'ready' THEN nextval('notifications_id_seq') END
 FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
 
 // pgCancel ends an active booking of $4 (any booking when $3) as cancelled,
@@ -83,12 +85,14 @@ FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
 // the statement began) and reserves the id of the notification, in one
 // statement. $1 booking, $2 now (or the last change of the booking or at its
 // station if that is later), $5 ready charge.
-var pgCancel = `WITH t AS (
-	SELECT GREATEST($2::timestamptz, b.updated_at, s.updated_at,
-		(SELECT max(updated_at) FROM batteries WHERE station_id = b.station_id)) AS at
+var pgCancel = `WITH b AS (
+	SELECT b.station_id, GREATEST($2::timestamptz, b.updated_at, s.updated_at) AS at
 	FROM bookings AS b JOIN stations AS s ON s.id = b.station_id WHERE b.id = $1
+), inv AS (
+	SELECT ` + inventoryColumns + `, GREATEST(max(updated_at), (SELECT at FROM b)) AS at
+	FROM batteries WHERE station_id = (SELECT station_id FROM b)
 ), ended AS (
-	UPDATE bookings SET status = 'cancelled', cancelled_at = t.at, updated_at = t.at FROM t
+	UPDATE bookings SET status = 'cancelled', cancelled_at = inv.at, updated_at = inv.at FROM inv
 	WHERE bookings.id = $1 AND bookings.status IN ('confirmed', 'ready') AND ($3 OR bookings.user_id = $4)
 	RETURNING bookings.id, bookings.user_id, bookings.station_id, bookings.battery_id, bookings.status,
 		bookings.expires_at, bookings.ready_at, bookings.collected_at, bookings.cancelled_at,
@@ -98,12 +102,10 @@ var pgCancel = `WITH t AS (
 	FROM ended, batteries AS old
 	WHERE batteries.id = ended.battery_id AND old.id = batteries.id
 	RETURNING old.status AS was, batteries.status AS now
-), inv AS (` + pgCount + ` WHERE station_id = (SELECT station_id FROM bookings WHERE id = $1))
-SELECT ended.*, returned.was, returned.now, inv.*, ARRAY(SELECT nextval('notifications_id_seq') FROM generate_series(1, 1))
+)
+SELECT ended.*, returned.was, returned.now, inv.available, inv.booked, inv.charging, inv.total,
+	nextval('notifications_id_seq')
 FROM ended CROSS JOIN returned CROSS JOIN inv`
-
-// pgCount counts a station's batteries by status.
-const pgCount = `SELECT ` + inventoryColumns + ` FROM batteries`
 
 // pgWrite inserts a change's notifications (with their reserved ids) and
 // its events in one statement.
@@ -144,13 +146,14 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 		var bat batteryRow
 		var was string
 		var inv models.Inventory
-		var ids []int64
+		var first int64
+		var second *int64
 		st, err := beginLocked(ctx, c, `SELECT id, name, status FROM stations WHERE id = $1 FOR UPDATE`, stationID,
 			pgClaimAndBook, []any{stationID, s.now(), userID, s.opts.ReadyCharge, key, s.opts.BookingHold.Microseconds()},
 			func(r pgx.Row) error {
 				return r.Scan(&row.ID, &row.Status, &row.ExpiresAt, &row.ReadyAt, &row.CreatedAt,
 					&bat.ID, &bat.SerialNumber, &bat.ChargePercent, &was,
-					&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+					&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &first, &second)
 			})
 		switch {
 		case errors.Is(err, errNoStation):
@@ -167,18 +170,25 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 		row.BatteryID, row.UpdatedAt = bat.ID, row.CreatedAt
 		o := s.outbox(nil, row.CreatedAt)
 		bookedEvents(o, &row, st, &bat, st.model(inv))
-		second, err := o.pgBatch(ids)
+		ids := []int64{first}
+		if second != nil {
+			// In the order the notifications were made, whatever order
+			// the select list's nextval calls ran in.
+			ids = append(ids, max(first, *second))
+			ids[0] = min(first, *second)
+		}
+		b, err := o.pgBatch(ids)
 		if err != nil {
 			return err
 		}
 		if key != nil {
-			first, err := json.Marshal(row.model())
+			answer, err := json.Marshal(row.model())
 			if err != nil {
 				return err
 			}
-			second.Queue(`UPDATE bookings SET idempotency_response = $2 WHERE id = $1`, row.ID, string(first))
+			b.Queue(`UPDATE bookings SET idempotency_response = $2 WHERE id = $1`, row.ID, string(answer))
 		}
-		return commit(ctx, c, second)
+		return commit(ctx, c, b)
 	})
 	if err != nil {
 		return nil, err
@@ -197,13 +207,13 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 	err := s.pgTx(ctx, func(c *pgx.Conn) error {
 		var was, back string
 		var inv models.Inventory
-		var ids []int64
+		var nid int64
 		st, err := beginLocked(ctx, c, `SELECT id, name, status FROM stations WHERE id = (SELECT station_id FROM bookings WHERE id = $1) FOR UPDATE`, id,
 			pgCancel, []any{id, s.now(), anyBooking, actorID, s.opts.ReadyCharge},
 			func(r pgx.Row) error {
 				return r.Scan(&b.ID, &b.UserID, &b.StationID, &b.BatteryID, &b.Status, &b.ExpiresAt, &b.ReadyAt,
 					&b.CollectedAt, &b.CancelledAt, &b.ReturnedBatteryID, &b.CreatedAt, &b.UpdatedAt, &was, &back,
-					&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &ids)
+					&inv.Available, &inv.Booked, &inv.Charging, &inv.Total, &nid)
 			})
 		if errors.Is(err, errNoStation) {
 			err = pgx.ErrNoRows
@@ -214,7 +224,7 @@ func (s *Store) cancelBookingPipelined(ctx context.Context, id int64, actor *mod
 		shift(&inv, was, back)
 		o := s.outbox(nil, b.UpdatedAt)
 		releasedEvents(o, &b, st, st.model(inv), models.BookingCancelled)
-		second, err := o.pgBatch(ids)
+		second, err := o.pgBatch([]int64{nid})
 		if err != nil {
 			return err
 		}

@@ -739,7 +739,7 @@ func (f *fixture) behindLock(stationID int64, first, second func()) {
 func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
 	c := newClock()
 	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{Now: c.Now}), clock: c, ctx: context.Background()}
-	st := f.station("Queue", 100)
+	st := f.station("Queue", 100, 90)
 	u := f.user("queued@example.com")
 	closed, open := models.StationClosed, models.StationOpen
 	if _, err := f.s.UpdateStation(f.ctx, st.ID, models.StationPatch{Status: &closed}); err != nil {
@@ -764,6 +764,39 @@ func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
 	}
 	if b.CreatedAt.Before(reopened.UpdatedAt) {
 		t.Fatalf("booking stamped %s, before its station reopened at %s", b.CreatedAt.Format(time.RFC3339Nano), reopened.UpdatedAt.Format(time.RFC3339Nano))
+	}
+	// Behind a change to another battery of the station, which leaves the
+	// station row as it was.
+	other, err := f.s.ListBatteries(f.ctx, st.ID, models.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charge := 95
+	var touched *models.Battery
+	var first *models.Booking
+	f.behindLock(st.ID, func() {
+		var err error
+		for _, o := range other {
+			if o.ID != b.BatteryID {
+				if touched, err = f.s.UpdateBattery(f.ctx, o.ID, models.BatteryPatch{ChargePercent: &charge}); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}, func() {
+		var err error
+		if first, err = f.s.CancelBooking(f.ctx, b.ID, u); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	if touched == nil || first.CancelledAt.Before(touched.UpdatedAt) {
+		t.Fatalf("cancel stamped %v, before the battery change ahead of it (%v)", first.CancelledAt, touched)
+	}
+	if b, _, err = f.s.CreateBooking(f.ctx, u.ID, st.ID, ""); err != nil {
+		t.Fatal(err)
 	}
 	maintenance := models.StationMaintenance
 	var cancelled *models.Booking
