@@ -714,7 +714,8 @@ func (f *fixture) waitForLockWaiters(n int64) {
 
 // behindLock runs first and then second while another transaction holds the
 // station's lock, each queued behind it (first ahead of second), lets the
-// clock move on, and releases the lock: both then run, in that order.
+// clock move on, and releases the lock: both then run, in that order. A
+// failure in either ends the test.
 func (f *fixture) behindLock(stationID int64, first, second func()) {
 	f.t.Helper()
 	holder := f.s.DB().Begin()
@@ -731,6 +732,9 @@ func (f *fixture) behindLock(stationID int64, first, second func()) {
 		f.t.Fatal(err)
 	}
 	wg.Wait()
+	if f.t.Failed() {
+		f.t.FailNow()
+	}
 }
 
 // A booking or cancel that waited for the station lock behind a station
@@ -759,9 +763,6 @@ func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if t.Failed() {
-		t.FailNow()
-	}
 	if b.CreatedAt.Before(reopened.UpdatedAt) {
 		t.Fatalf("booking stamped %s, before its station reopened at %s", b.CreatedAt.Format(time.RFC3339Nano), reopened.UpdatedAt.Format(time.RFC3339Nano))
 	}
@@ -789,9 +790,6 @@ func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if t.Failed() {
-		t.FailNow()
-	}
 	if touched == nil || first.CancelledAt.Before(touched.UpdatedAt) {
 		t.Fatalf("cancel stamped %v, before the battery change ahead of it (%v)", first.CancelledAt, touched)
 	}
@@ -810,9 +808,6 @@ func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if t.Failed() {
-		t.FailNow()
-	}
 	var last time.Time
 	for _, e := range f.events(mid, models.StationTopic(st.ID)) {
 		if e.CreatedAt.Before(last) {
