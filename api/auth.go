@@ -114,9 +114,14 @@ func (s *Server) issue(c echo.Context, status int, u *models.User) error {
 }
 
 func (s *Server) handleLogout(c echo.Context) error {
+	s.clearCookie(c)
+	return c.NoContent(http.StatusNoContent)
+}
+
+// clearCookie tells the browser to drop the session cookie.
+func (s *Server) clearCookie(c echo.Context) {
 	c.SetCookie(&http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.IsTLS()})
-	return c.NoContent(http.StatusNoContent)
 }
 
 func (s *Server) handleMe(c echo.Context) error {
@@ -160,32 +165,39 @@ func (s *Server) signToken(u *models.User) (string, time.Time, error) {
 	return tok, exp, err
 }
 
-// tokenOf finds the access token: Authorization header, then the session
-// cookie, then the access_token query parameter (EventSource and WebSocket
-// cannot set headers).
-func tokenOf(r *http.Request) string {
+// authenticate resolves the request's user from its access token: the
+// Authorization header, then the session cookie, then the access_token query
+// parameter (EventSource and WebSocket cannot set headers). It returns
+// (nil, nil) when the request carries none, unauthorized when the token it
+// presents is bad.
+//
+// A session cookie that no longer verifies (signed with a rotated or, by
+// default, per-start JWT_SECRET, or expired) is not the caller's choice: the
+// browser keeps sending it. It counts as no token, so public routes still
+// answer, and the response clears it, so a browser recovers by itself.
+func (s *Server) authenticate(c echo.Context) (*models.User, error) {
+	r := c.Request()
 	if h := r.Header.Get(echo.HeaderAuthorization); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(t)
-		}
-		return ""
-	}
-	if ck, err := r.Cookie(CookieName); err == nil && ck.Value != "" {
-		return ck.Value
-	}
-	return r.URL.Query().Get("access_token")
-}
-
-// authenticate resolves the request's user from its token: (nil, nil) when
-// it carries none, unauthorized when the token is bad.
-func (s *Server) authenticate(r *http.Request) (*models.User, error) {
-	raw := tokenOf(r)
-	if raw == "" {
-		if r.Header.Get(echo.HeaderAuthorization) != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 			return nil, models.Errorf(models.CodeUnauthorized, "the Authorization header must be \"Bearer TOKEN\"")
 		}
-		return nil, nil
+		return s.verify(strings.TrimSpace(tok))
 	}
+	if ck, err := r.Cookie(CookieName); err == nil && ck.Value != "" {
+		if u, err := s.verify(ck.Value); err == nil {
+			return u, nil
+		}
+		s.clearCookie(c)
+	}
+	if tok := r.URL.Query().Get("access_token"); tok != "" {
+		return s.verify(tok)
+	}
+	return nil, nil
+}
+
+// verify checks a token's signature, expiry and issuer and returns its user.
+func (s *Server) verify(raw string) (*models.User, error) {
 	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithIssuer("batteryswap"))
@@ -202,7 +214,7 @@ func (s *Server) authenticate(r *http.Request) (*models.User, error) {
 // optionalUser attaches the caller when a valid token is present.
 func (s *Server) optionalUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		u, err := s.authenticate(c.Request())
+		u, err := s.authenticate(c)
 		if err != nil {
 			return err
 		}

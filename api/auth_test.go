@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"batteryswap/api"
 )
 
 func TestRegister(t *testing.T) {
@@ -231,6 +233,9 @@ func TestMe(t *testing.T) {
 			{name: "garbage cookie", when: []string{"", "Cookie", "bs_token=garbage"}},
 			{name: "garbage query parameter", when: []string{"?access_token=garbage"}},
 			{name: "not a bearer scheme", when: []string{"", "Authorization", "Basic " + tok}},
+			{name: "bearer scheme in lower case", when: []string{"", "Authorization", "bearer " + tok}, wantID: uid, wantRol: "user"},
+			{name: "bearer without a token", when: []string{"", "Authorization", "Bearer "}},
+			{name: "stale cookie, good query parameter", when: []string{"?access_token=" + tok, "Cookie", "bs_token=garbage"}, wantID: uid, wantRol: "user"},
 			{name: "expired", given: signToken(t, "test", uid, -time.Minute), when: []string{""}},
 			{name: "other secret", given: signToken(t, "other", uid, time.Hour), when: []string{""}},
 			{name: "unknown user", given: signToken(t, "test", uid+1000, time.Hour), when: []string{""}},
@@ -259,6 +264,43 @@ func TestMe(t *testing.T) {
 			}
 		})
 	})
+}
+
+// A session cookie that no longer verifies (JWT_SECRET rotated, or new
+// after a restart by default) makes the caller anonymous on public routes
+// instead of locking them out, and every answer to it clears the cookie, so
+// the browser recovers by itself; routes that need a user still answer 401.
+func TestStaleSessionCookie(t *testing.T) {
+	e := newAPIEnv(t, "sqlite", nil)
+	stale := "bs_token=" + signToken(t, "a secret of before the restart", 1, time.Hour)
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/stream/stations", http.StatusOK},
+		{http.MethodGet, "/stream/stations?format=ndjson", http.StatusOK},
+		{http.MethodGet, "/stream/stations?transport=poll&timeout=1", http.StatusOK},
+		{http.MethodGet, "/api/v1/me", http.StatusUnauthorized},
+		{http.MethodPost, "/api/v1/auth/logout", http.StatusUnauthorized},
+	} {
+		req, err := http.NewRequest(tc.method, e.url+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Cookie", stale)
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("%s %s with a stale cookie: %d, want %d", tc.method, tc.path, res.StatusCode, tc.want)
+		}
+		ck := cookie(t, response{Header: res.Header}, api.CookieName)
+		if ck.Value != "" || ck.MaxAge >= 0 {
+			t.Errorf("%s %s: cookie not cleared: value %q MaxAge %d", tc.method, tc.path, ck.Value, ck.MaxAge)
+		}
+	}
 }
 
 // cookie returns the named cookie an answer sets.
