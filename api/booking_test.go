@@ -325,14 +325,15 @@ func TestBookingList(t *testing.T) {
 			when  string // query
 			want  []int64
 		}{
-			{"own only", alice, "", []int64{a1, a2}},
+			// Newest first: a user's active booking leads their list.
+			{"own only", alice, "", []int64{a2, a1}},
 			{"other user's own", bob, "", []int64{b1}},
 			{"none", carol, "", []int64{}},
 			{"user_id ignored for users", bob, fmt.Sprintf("?user_id=%d", aliceID), []int64{b1}},
-			{"admin sees all", admin, "", []int64{a1, a2, b1}},
+			{"admin sees all", admin, "", []int64{b1, a2, a1}},
 			{"admin filters by user", admin, fmt.Sprintf("?user_id=%d", bobID), []int64{b1}},
-			{"admin pages", admin, "?limit=2", []int64{a1, a2}},
-			{"admin pages on", admin, fmt.Sprintf("?limit=2&cursor=%d", a2), []int64{b1}},
+			{"admin pages", admin, "?limit=2", []int64{b1, a2}},
+			{"admin pages on", admin, fmt.Sprintf("?limit=2&cursor=%d", a2), []int64{a1}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

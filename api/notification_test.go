@@ -3,6 +3,7 @@ package api_test
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 )
 
@@ -91,11 +92,12 @@ func TestNotificationList(t *testing.T) {
 			when  string // query
 			want  []int64
 		}{
-			{"all own", user, "", []int64{n1, n2}},
+			// Newest first.
+			{"all own", user, "", []int64{n2, n1}},
 			{"unread", user, "?unread=true", []int64{n2}},
-			{"unread=false is all", user, "?unread=false", []int64{n1, n2}},
-			{"paged", user, "?limit=1", []int64{n1}},
-			{"paged on", user, fmt.Sprintf("?limit=1&cursor=%d", n1), []int64{n2}},
+			{"unread=false is all", user, "?unread=false", []int64{n2, n1}},
+			{"paged", user, "?limit=1", []int64{n2}},
+			{"paged on", user, fmt.Sprintf("?limit=1&cursor=%d", n2), []int64{n1}},
 			{"another user's own", other, "", []int64{n3}},
 			{"admin sees only own", admin, "", nil},
 		}
@@ -225,6 +227,7 @@ func TestBookingNotifications(t *testing.T) {
 
 				r := e.do(t, http.MethodGet, "/api/v1/notifications", tok, nil).want(t, http.StatusOK)
 				got := list(t, r.Body, "notifications")
+				slices.Reverse(got) // the list is newest first
 				var types []string
 				for _, n := range got {
 					wantNotification(t, n)

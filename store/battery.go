@@ -38,7 +38,7 @@ func (s *Store) ListBatteries(ctx context.Context, stationID int64, p models.Pag
 		return nil, models.Errorf(models.CodeNotFound, "station %d not found", stationID)
 	}
 	var rows []batteryRow
-	if err := page(s.db.WithContext(ctx).Where("station_id = ?", stationID), p, "id").Find(&rows).Error; err != nil {
+	if err := page(s.db.WithContext(ctx).Where("station_id = ?", stationID), p, "id", false).Find(&rows).Error; err != nil {
 		return nil, translate(err, "batteries")
 	}
 	out := make([]models.Battery, len(rows))

@@ -200,15 +200,16 @@ func (s *Store) FindBookingByID(ctx context.Context, id int64) (*models.Booking,
 	return r.model(), nil
 }
 
-// ListBookings returns a page of bookings in id order, one user's when the
-// filter names one.
+// ListBookings returns a page of bookings, newest first (a user's active
+// booking, if any, is always their newest), one user's when the filter
+// names one.
 func (s *Store) ListBookings(ctx context.Context, f models.BookingFilter) ([]models.Booking, error) {
 	q := s.db.WithContext(ctx)
 	if f.UserID != nil {
 		q = q.Where("user_id = ?", *f.UserID)
 	}
 	var rows []bookingRow
-	if err := page(q, f.Page, "id").Find(&rows).Error; err != nil {
+	if err := page(q, f.Page, "id", true).Find(&rows).Error; err != nil {
 		return nil, translate(err, "bookings")
 	}
 	out := make([]models.Booking, len(rows))

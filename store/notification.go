@@ -34,7 +34,7 @@ func (r *notificationRow) model() *models.Notification {
 		Level: models.Level(r.Level), Data: data, ReadAt: r.ReadAt, CreatedAt: r.CreatedAt}
 }
 
-// ListNotifications returns a page of a user's notifications in id order,
+// ListNotifications returns a page of a user's notifications, newest first,
 // only unread ones when unread is set.
 func (s *Store) ListNotifications(ctx context.Context, userID int64, unread bool, p models.Page) ([]models.Notification, error) {
 	q := s.db.WithContext(ctx).Where("user_id = ?", userID)
@@ -42,7 +42,7 @@ func (s *Store) ListNotifications(ctx context.Context, userID int64, unread bool
 		q = q.Where("read_at IS NULL")
 	}
 	var rows []notificationRow
-	if err := page(q, p, "id").Find(&rows).Error; err != nil {
+	if err := page(q, p, "id", true).Find(&rows).Error; err != nil {
 		return nil, translate(err, "notifications")
 	}
 	return notificationModels(rows), nil

@@ -69,7 +69,7 @@ func stationWithInventory(tx *gorm.DB, r *stationRow) (*models.Station, error) {
 // ListStations returns a page of stations in id order, with their counts.
 func (s *Store) ListStations(ctx context.Context, p models.Page) ([]models.Station, error) {
 	var rows []stationRow
-	if err := page(s.db.WithContext(ctx), p, "id").Find(&rows).Error; err != nil {
+	if err := page(s.db.WithContext(ctx), p, "id", false).Find(&rows).Error; err != nil {
 		return nil, translate(err, "stations")
 	}
 	return s.withInventories(ctx, rows)

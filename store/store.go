@@ -195,14 +195,21 @@ func translate(err error, what string) error {
 	return fmt.Errorf("store: %s: %w", what, err)
 }
 
-// page applies keyset pagination: ascending id after the cursor.
-func page(q *gorm.DB, p models.Page, col string) *gorm.DB {
+// page applies keyset pagination on col: ascending after the cursor, or,
+// newestFirst, descending below it.
+func page(q *gorm.DB, p models.Page, col string, newestFirst bool) *gorm.DB {
 	limit := p.Limit
 	if limit <= 0 || limit > models.MaxPageLimit {
 		limit = models.DefaultPageLimit
 	}
-	if p.Cursor > 0 {
+	switch {
+	case newestFirst && p.Cursor > 0:
+		q = q.Where(col+" < ?", p.Cursor)
+	case p.Cursor > 0:
 		q = q.Where(col+" > ?", p.Cursor)
+	}
+	if newestFirst {
+		return q.Order(col + " DESC").Limit(limit)
 	}
 	return q.Order(col).Limit(limit)
 }

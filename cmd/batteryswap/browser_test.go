@@ -211,3 +211,63 @@ func TestDashboardLiveAcrossWindowsAndRestart(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDashboardFindsTheActiveBookingAmongMany: the booking panel shows the
+// signed-in user's active booking however many bookings came before it —
+// the rider's own older ones, or, for an admin, everyone else's newer ones.
+func TestDashboardFindsTheActiveBookingAmongMany(t *testing.T) {
+	b := newBrowser(t)
+	srv := startInstance(t, testConfig(t, storetest.URL(t, "sqlite"), ""))
+	ctx, st := context.Background(), srv.app.store
+	admin, err := st.CreateUser(ctx, "admin@example.com", "Admin", mustHash(t, "adminpass"), models.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rider, err := st.CreateUser(ctx, "ria@example.com", "Ria", mustHash(t, "ria-secret"), models.RoleUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	station, err := st.CreateStation(ctx, models.StationInput{Name: "Harbour", Address: "1 Quay"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []string{"HB-1", "HB-2"} {
+		if _, err := st.AddBattery(ctx, station.ID, models.BatteryInput{SerialNumber: serial, ChargePercent: ptr(95)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	book := func(u *models.User) *models.Booking {
+		bk, _, err := st.CreateBooking(ctx, u.ID, station.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bk
+	}
+	// The admin's booking first; then more than a page (50) of the rider's.
+	mine := book(admin)
+	for range 51 {
+		if _, err := st.CancelBooking(ctx, book(rider).ID, rider); err != nil {
+			t.Fatal(err)
+		}
+	}
+	active := book(rider)
+
+	for _, who := range []struct {
+		name, email, password string
+		want                  *models.Booking
+	}{
+		{"rider", "ria@example.com", "ria-secret", active},
+		{"admin", "admin@example.com", "adminpass", mine},
+	} {
+		p := b.page(who.name)
+		p.run(chromedp.Navigate(srv.url + "/"))
+		p.waitFor("the login form", `!!document.querySelector('#login-form')`)
+		p.run(
+			p.fill(map[string]string{"#login-email": who.email, "#login-password": who.password}),
+			chromedp.Click(`#login-form button[type="submit"]`, chromedp.ByQuery),
+		)
+		p.waitFor(fmt.Sprintf("%s's active booking (battery %d)", who.name, who.want.BatteryID), fmt.Sprintf(
+			`(document.querySelector('#my-booking [data-field="status"]') || {}).textContent === 'ready' && `+
+				`(document.querySelector('#my-booking [data-field="battery"]') || {}).textContent === '#%d'`, who.want.BatteryID))
+	}
+}

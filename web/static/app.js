@@ -376,8 +376,10 @@ function tick() {
 }
 
 async function loadBookings() {
-  const { bookings } = await api("GET", "/bookings");
-  // Admins see every booking; this panel is about the caller's own.
+  if (!state.user) return;
+  // The list is newest first, and a rider's active booking is always their
+  // newest. user_id keeps an admin to their own (users only ever see theirs).
+  const { bookings } = await api("GET", `/bookings?user_id=${state.user.id}&limit=1`);
   const active = bookings.find((b) => b.user_id === state.user?.id && isActive(b));
   showBooking(active || null);
 }
