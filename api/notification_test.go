@@ -27,6 +27,11 @@ func TestNotificationCreate(t *testing.T) {
 						r.Body["level"] != "warning" || r.Body["read_at"] != nil {
 						t.Fatalf("notification %s", r.Raw)
 					}
+					// The answer is the row that was stored, as the user reads it.
+					stored := list(t, e.do(t, http.MethodGet, "/api/v1/notifications?limit=1", user, nil).want(t, http.StatusOK).Body, "notifications")
+					if len(stored) != 1 || fmt.Sprint(stored[0]) != fmt.Sprint(r.Body) {
+						t.Fatalf("answered %v, stored %v", r.Body, stored)
+					}
 				},
 			},
 			{

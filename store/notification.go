@@ -106,11 +106,9 @@ func (s *Store) CreateNotification(ctx context.Context, in models.NotificationIn
 		if err := o.flush(); err != nil {
 			return err
 		}
-		var r notificationRow
-		if err := tx.Where("user_id = ?", in.UserID).Order("id DESC").Take(&r).Error; err != nil {
-			return err
-		}
-		out = r.model()
+		// The row just inserted, not the user's newest: under READ
+		// COMMITTED another change's notification may have committed since.
+		out = o.written[0].model()
 		return nil
 	})
 	return out, translate(err, "notification")

@@ -44,6 +44,8 @@ type outboxWriter struct {
 	now    time.Time
 	events []eventRow
 	users  []userEvent
+	// written holds the notifications flush inserted, with their ids.
+	written []notificationRow
 }
 
 func (s *Store) outbox(tx *gorm.DB, now time.Time) *outboxWriter {
@@ -99,6 +101,7 @@ func (o *outboxWriter) flush() error {
 		if err := o.tx.Create(&notes).Error; err != nil {
 			return err
 		}
+		o.written = notes
 	}
 	if evs := o.rows(notes); len(evs) > 0 {
 		return o.tx.Create(&evs).Error

@@ -144,7 +144,9 @@ func (s *Store) CreateStation(ctx context.Context, in models.StationInput) (*mod
 }
 
 // UpdateStation changes a station's fields; a change of status or message is
-// announced as station_status.
+// announced as station_status. The message says why a station is in its
+// status, so a new status without a message of its own clears the old one
+// (an open station is not still "pump broken").
 func (s *Store) UpdateStation(ctx context.Context, id int64, p models.StationPatch) (*models.Station, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -172,6 +174,9 @@ func (s *Store) UpdateStation(ctx context.Context, id int64, p models.StationPat
 		}
 		if p.Status != nil {
 			r.Status = string(*p.Status)
+			if p.Message == nil && r.Status != before.Status {
+				r.Message = ""
+			}
 		}
 		now := s.now()
 		r.UpdatedAt = now

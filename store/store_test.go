@@ -819,3 +819,43 @@ func TestChangesThatWaitedAreStampedAfterTheChangeAhead(t *testing.T) {
 		t.Fatalf("cancelled at %v, want the time of the station's last event, %s", cancelled.CancelledAt, last.Format(time.RFC3339Nano))
 	}
 }
+
+// A station's message explains its status: a new status without a message
+// of its own clears the old one, in the station and in its station_status
+// event; the same status keeps it.
+func TestStationMessageFollowsStatus(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		st := f.station("Pier")
+		maintenance, open := models.StationMaintenance, models.StationOpen
+		broken, other := "pump broken", "Pier Two"
+		mid := f.head()
+		for _, tc := range []struct {
+			patch models.StationPatch
+			want  string
+		}{
+			{models.StationPatch{Status: &maintenance, Message: &broken}, broken},
+			{models.StationPatch{Status: &maintenance}, broken}, // same status: kept
+			{models.StationPatch{Name: &other}, broken},
+			{models.StationPatch{Status: &open}, ""},
+		} {
+			got, err := f.s.UpdateStation(f.ctx, st.ID, tc.patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Message != tc.want {
+				t.Fatalf("after %+v: message %q, want %q", tc.patch, got.Message, tc.want)
+			}
+		}
+		var last map[string]any
+		for _, e := range f.events(mid, models.StationTopic(st.ID)) {
+			if e.Type == models.EventStationStatus {
+				if err := json.Unmarshal(e.Payload, &last); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if last["status"] != "open" || last["message"] != "" {
+			t.Fatalf("last station_status %v, want open with no message", last)
+		}
+	})
+}
