@@ -484,11 +484,12 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 		case err == nil:
 			events, last = append(events, m.Data()), m.Seq()
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil, errors.Is(err, stream.ErrClosed):
+		case ctx.Err() != nil:
+			// The server is draining (the client polls again, and reaches
+			// another instance) or the client left: answer what there is,
+			// as at the timeout; a request cut short is not a failure.
 		default:
 			s.endLog(err, req.transport, req.requestID)
-			if ctx.Err() != nil {
-				return errStreamEnded
-			}
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -582,3 +583,31 @@ func TestLeanStreamSlowReaderGetsWholeFrames(t *testing.T) {
 }
 
 var sseWriterHeartbeat = []byte(": keep-alive\n\n")
+
+// A long-poll waiting when the server drains is answered, not failed: an
+// empty list and the same cursor, so the client polls again elsewhere.
+func TestLongPollAnswersWhenTheServerDrains(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{}, time.Minute, 100, false, false)
+	cursor := strconv.FormatInt(e.seq, 10) // the head: nothing to answer yet
+	type answer struct {
+		status int
+		body   string
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := http.Get(e.ts.URL + "/stream/stations?transport=poll&timeout=30&since=" + cursor)
+		if err != nil {
+			done <- answer{body: err.Error()}
+			return
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		done <- answer{res.StatusCode, string(b)}
+	}()
+	eventually(t, "the poll waiting", func() bool { return e.hub.Subscribers() == 1 })
+	e.srv.Drain()
+	a := <-done
+	if want := `{"events":[],"last_event_id":"` + cursor + `"}`; a.status != http.StatusOK || strings.TrimSpace(a.body) != want {
+		t.Fatalf("poll at drain: %d %s, want 200 %s", a.status, a.body, want)
+	}
+}
