@@ -2,14 +2,17 @@
 // r3labs/sse/v2 client so that it reconnects with exponential backoff and no
 // elapsed-time limit (the library's default gives up after 15 minutes),
 // reconnects after a clean end of stream too (the library stops there),
-// resumes with Last-Event-ID, accepts events over 64 KiB, and never reports
-// comments or retry-only frames as events.
+// resumes with Last-Event-ID, accepts events over 64 KiB, never reports
+// comments or retry-only frames as events, and drops a frame cut off by the
+// end of the stream (the library reports it as an event).
 package sseclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -70,6 +73,7 @@ func Follow(ctx context.Context, url string, opts Options, fn func(Event) error)
 		c.ReconnectStrategy = backoff.WithContext(b, ctx)
 		c.ResponseValidator = func(_ *sse.Client, resp *http.Response) error {
 			if resp.StatusCode == http.StatusOK {
+				resp.Body = wholeFrames(resp.Body)
 				b.Reset()
 				if opts.OnConnect != nil {
 					opts.OnConnect()
@@ -113,4 +117,53 @@ func Follow(ctx context.Context, url string, opts Options, fn func(Event) error)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// wholeFrames passes on a stream's bytes up to the end of its last complete
+// frame (a blank line) and drops whatever follows when the stream ends. A
+// server that drops a slow reader, or stops, may end in the middle of a
+// frame; r3labs/sse hands such a remainder on as an event, whose data is cut
+// short and whose id would be resumed after, losing the event.
+func wholeFrames(body io.ReadCloser) io.ReadCloser {
+	return &frameReader{body: body, buf: make([]byte, 32<<10)}
+}
+
+type frameReader struct {
+	body    io.ReadCloser
+	buf     []byte
+	pending []byte // read, but not yet known to be part of a complete frame
+	ready   []byte // complete frames not yet returned
+	err     error
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	for len(f.ready) == 0 {
+		if f.err != nil {
+			return 0, f.err // a cut-off frame in pending is dropped
+		}
+		n, err := f.body.Read(f.buf)
+		f.pending = append(f.pending, f.buf[:n]...)
+		if end := frameEnd(f.pending); end > 0 {
+			f.ready = append(f.ready[:0], f.pending[:end]...)
+			f.pending = append(f.pending[:0], f.pending[end:]...)
+		}
+		f.err = err
+	}
+	n := copy(p, f.ready)
+	f.ready = f.ready[n:]
+	return n, nil
+}
+
+func (f *frameReader) Close() error { return f.body.Close() }
+
+// frameEnd is the length of b's complete frames: up to the end of its last
+// blank line, found as r3labs/sse's reader finds them.
+func frameEnd(b []byte) int {
+	end := 0
+	for _, blank := range []string{"\r\r", "\n\n", "\r\n\n", "\n\r\n", "\r\n\r\n"} {
+		if i := bytes.LastIndex(b, []byte(blank)); i >= 0 {
+			end = max(end, i+len(blank))
+		}
+	}
+	return end
 }
