@@ -533,17 +533,23 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	s.cfg.StreamMetrics.StreamOpened(transportWS)
 	defer s.cfg.StreamMetrics.StreamClosed(transportWS)
 
+	// ctx ends at drain, and wakes the loop below. The socket's own reads
+	// and writes run on sock, which outlives it: the library drops the
+	// connection outright when an operation's context ends, and the client
+	// is owed a close frame (1001, reconnect) first.
+	sock, sockCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer sockCancel()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	send := func(b []byte) error {
-		wctx, wcancel := context.WithTimeout(ctx, writeTimeout)
+		wctx, wcancel := context.WithTimeout(sock, writeTimeout)
 		defer wcancel()
 		return conn.Write(wctx, websocket.MessageText, b)
 	}
 	go func() {
 		defer cancel()
 		for {
-			typ, data, err := conn.Read(ctx)
+			typ, data, err := conn.Read(sock)
 			if err != nil {
 				return
 			}
@@ -576,7 +582,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 		m, err := s.next(ctx, sub, s.cfg.HeartbeatInterval)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			pctx, pcancel := context.WithTimeout(ctx, writeTimeout)
+			pctx, pcancel := context.WithTimeout(sock, writeTimeout)
 			err := conn.Ping(pctx)
 			pcancel()
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
@@ -609,5 +610,28 @@ func TestLongPollAnswersWhenTheServerDrains(t *testing.T) {
 	a := <-done
 	if want := `{"events":[],"last_event_id":"` + cursor + `"}`; a.status != http.StatusOK || strings.TrimSpace(a.body) != want {
 		t.Fatalf("poll at drain: %d %s, want 200 %s", a.status, a.body, want)
+	}
+}
+
+// A WebSocket open when the server drains is closed with 1001 (going away),
+// a clean close that tells the client to reconnect, not dropped (1006).
+func TestWebSocketClosesGoingAwayWhenTheServerDrains(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{}, time.Minute, 100, false, false)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.ts.URL, "http")+"/ws/stations/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	for range 2 { // connection_established, snapshot
+		if _, _, err := conn.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Drain()
+	_, _, err = conn.Read(ctx)
+	if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway {
+		t.Fatalf("after drain: %v (close status %d), want a close with %d", err, st, websocket.StatusGoingAway)
 	}
 }
