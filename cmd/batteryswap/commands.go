@@ -19,13 +19,13 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 }
 
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, fs, err := parse("migrate", args, getenv, stderr, nil)
+	cfg, words, err := parse("migrate", args, getenv, stderr, 1, nil)
 	if err != nil {
 		return err
 	}
 	dir := "up"
-	if fs.NArg() > 0 {
-		dir = fs.Arg(0)
+	if len(words) > 0 {
+		dir = words[0]
 	}
 	s, err := openStore(ctx, cfg)
 	if err != nil {
@@ -54,7 +54,7 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var stationID int64
 	var message string
-	cfg, _, err := parse("broadcast", args, getenv, stderr, func(fs *flag.FlagSet) {
+	cfg, _, err := parse("broadcast", args, getenv, stderr, 0, func(fs *flag.FlagSet) {
 		fs.Int64Var(&stationID, "station-id", 0, "only this station (default: every station)")
 		fs.StringVar(&message, "message", "test broadcast", "message carried by the test event")
 	})
@@ -82,7 +82,7 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	var email, password, name string
 	var admin bool
-	cfg, _, err := parse("users create", args[1:], getenv, stderr, func(fs *flag.FlagSet) {
+	cfg, _, err := parse("users create", args[1:], getenv, stderr, 0, func(fs *flag.FlagSet) {
 		fs.StringVar(&email, "email", "", "e-mail address (required)")
 		fs.StringVar(&password, "password", "", "password, 8+ characters (required)")
 		fs.StringVar(&name, "name", "", "display name (default: the part of the e-mail before @)")

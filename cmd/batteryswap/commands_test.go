@@ -36,7 +36,7 @@ func TestConfigPrecedence(t *testing.T) {
 			return c.Addr == ":8080" && c.BookingHold == 15*time.Minute && c.BookingWarn == 3*time.Minute && c.ReadyCharge == 80 &&
 				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == ""
 		}},
-		{name: "environment", env: map[string]string{"ADDR": ":9000", "BOOKING_HOLD": "1m", "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "AUTO_MIGRATE": "false"},
+		{name: "environment", env: map[string]string{"ADDR": ":9000", "BOOKING_HOLD": "1m", "BOOKING_WARN": "20s", "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "AUTO_MIGRATE": "false"},
 			want: func(c Config) bool {
 				return c.Addr == ":9000" && c.BookingHold == time.Minute && !c.AutoMigrate &&
 					strings.Join(c.AllowedOrigins, " ") == "https://a.example https://b.example"
@@ -45,10 +45,14 @@ func TestConfigPrecedence(t *testing.T) {
 			want: func(c Config) bool { return c.Addr == ":9100" && c.ReadyCharge == 90 }},
 		{name: "bad duration", env: map[string]string{"BOOKING_HOLD": "soon"}, err: "BOOKING_HOLD"},
 		{name: "bad charge", flags: []string{"--ready-charge", "101"}, err: "READY_CHARGE"},
+		{name: "warning not before expiry", env: map[string]string{"BOOKING_HOLD": "1m"}, err: "BOOKING_WARN"},
+		{name: "warning shorter than the hold", env: map[string]string{"BOOKING_HOLD": "1m", "BOOKING_WARN": "30s"},
+			want: func(c Config) bool { return c.BookingHold == time.Minute && c.BookingWarn == 30*time.Second }},
+		{name: "flags after a word", flags: []string{"extra"}, err: "unexpected argument"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, _, err := parse("serve", tt.flags, envOf(tt.env), io.Discard, nil)
+			cfg, _, err := parse("serve", tt.flags, envOf(tt.env), io.Discard, 0, nil)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.err)
@@ -95,6 +99,47 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	}
 	if err := run(ctx, []string{"frobnicate"}, env, &out, &errb); err == nil {
 		t.Fatal("unknown command accepted")
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		out.Reset()
+		if err := run(ctx, args, env, &out, &errb); err != nil || !strings.Contains(out.String(), "batteryswap migrate") {
+			t.Fatalf("%v: %v, printed %q", args, err, out.String())
+		}
+	}
+}
+
+// Flags after migrate's direction count: "migrate down --database-url X"
+// rolls back X, not the database in the environment.
+func TestMigrateFlagsAfterTheDirection(t *testing.T) {
+	dir := t.TempDir()
+	envDB, flagDB := "sqlite://"+filepath.Join(dir, "env.db"), "sqlite://"+filepath.Join(dir, "flag.db")
+	env := envOf(map[string]string{"DATABASE_URL": envDB})
+	ctx := context.Background()
+	var out, errb bytes.Buffer
+	for _, db := range []string{envDB, flagDB} {
+		if err := run(ctx, []string{"migrate", "up", "--database-url", db}, env, &out, &errb); err != nil {
+			t.Fatalf("migrate up %s: %v", db, err)
+		}
+	}
+	if err := run(ctx, []string{"migrate", "down", "--database-url", flagDB}, env, &out, &errb); err != nil {
+		t.Fatalf("migrate down: %v", err)
+	}
+	status := func(db string) string {
+		out.Reset()
+		if err := run(ctx, []string{"migrate", "status", "--database-url", db}, env, &out, &errb); err != nil {
+			t.Fatalf("migrate status %s: %v", db, err)
+		}
+		return out.String()
+	}
+	if s := status(envDB); strings.Contains(s, "pending") {
+		t.Fatalf("the environment's database was rolled back:\n%s", s)
+	}
+	if s := status(flagDB); !strings.Contains(s, "pending") {
+		t.Fatalf("the flag's database was not rolled back:\n%s", s)
+	}
+	err := run(ctx, []string{"migrate", "up", "extra"}, env, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
+		t.Fatalf("migrate up extra: %v", err)
 	}
 }
 

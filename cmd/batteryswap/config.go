@@ -139,6 +139,10 @@ func loadConfig(getenv func(string) string, flags map[string]*string) (Config, e
 			return c, fmt.Errorf("%s=%q: %w", s.env, v, err)
 		}
 	}
+	if c.BookingWarn >= c.BookingHold {
+		// Every booking would be warned the moment it is made.
+		return c, fmt.Errorf("BOOKING_WARN=%s must be shorter than BOOKING_HOLD=%s", c.BookingWarn, c.BookingHold)
+	}
 	return c, nil
 }
 

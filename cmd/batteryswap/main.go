@@ -17,9 +17,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "batteryswap:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the flags were listed, as asked
 		}
+		fmt.Fprintln(os.Stderr, "batteryswap:", err)
 		os.Exit(1)
 	}
 }
@@ -40,7 +41,9 @@ Every command takes the configuration flags; run "batteryswap serve -h" to list 
 // run dispatches a sub-command. It is main without the process: tests call it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		cmd, args = "help", nil
+	} else if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -63,17 +66,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // parse registers the configuration flags plus extra ones on a new flag set,
-// parses args and loads the configuration.
-func parse(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, *flag.FlagSet, error) {
+// parses args and loads the configuration. Flags may come before or after
+// the command's words (migrate down --database-url …): the flag package
+// alone would stop at the first word and silently ignore every flag after
+// it. The words come back in order; more than maxWords is an error.
+func parse(name string, args []string, getenv func(string) string, stderr io.Writer, maxWords int, extra func(*flag.FlagSet)) (Config, []string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	flags := registerFlags(fs)
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		return Config{}, nil, err
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return Config{}, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		words, args = append(words, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(words) > maxWords {
+		return Config{}, nil, fmt.Errorf("%s: unexpected argument %q", name, words[maxWords])
 	}
 	cfg, err := loadConfig(getenv, flags)
-	return cfg, fs, err
+	return cfg, words, err
 }

@@ -28,7 +28,7 @@ import (
 const expirySweep = time.Second
 
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, _, err := parse("serve", args, getenv, stderr, nil)
+	cfg, _, err := parse("serve", args, getenv, stderr, 0, nil)
 	if err != nil {
 		return err
 	}
