@@ -34,6 +34,10 @@ const relayLockKey int64 = 0x62737770 // "bswp"
 // sequenceBatch bounds the rows one Pending call sequences.
 const sequenceBatch = 1000
 
+// leasePing is how often an idle PostgreSQL lease checks its connection
+// (a variable for tests).
+var leasePing = time.Second
+
 // EventsAfter implements stream.Outbox.
 func (s *Store) EventsAfter(ctx context.Context, cursor int64, topics []models.Topic, limit int) ([]models.Event, error) {
 	exact := make([]string, 0, len(topics))
@@ -156,7 +160,7 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(leasePing)
 		defer t.Stop()
 		for {
 			select {
@@ -164,7 +168,13 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 				return
 			case <-t.C:
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				// Never between the lease's own statements: pgx refuses a
+				// ping while a result is still being read ("conn busy"),
+				// and database/sql then closes the connection, and the
+				// lease with it.
+				l.mu.Lock()
 				err := conn.PingContext(ctx)
+				l.mu.Unlock()
 				cancel()
 				if err != nil {
 					l.markLost()
@@ -194,6 +204,7 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 
 type relayLease struct {
 	s        *Store
+	mu       sync.Mutex // one statement at a time on the lease's connection
 	db       *gorm.DB
 	lost     chan struct{}
 	stop     chan struct{}
@@ -215,6 +226,8 @@ func (l *relayLease) isLost() bool {
 
 // Pending implements stream.RelayLease.
 func (l *relayLease) Pending(ctx context.Context, limit int) ([]models.Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var rows []eventRow
 	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var st relayStateRow
@@ -250,6 +263,8 @@ func (l *relayLease) Pending(ctx context.Context, limit int) ([]models.Event, er
 
 // MarkPublished implements stream.RelayLease.
 func (l *relayLease) MarkPublished(ctx context.Context, seq int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	err := l.db.WithContext(ctx).Model(&relayStateRow{}).Where("id = 1 AND published_seq < ?", seq).Update("published_seq", seq).Error
 	if err != nil {
 		l.checkConn(err)

@@ -859,3 +859,34 @@ func TestStationMessageFollowsStatus(t *testing.T) {
 		}
 	})
 }
+
+// The lease's connection check never runs between the lease's own
+// statements: pgx refuses a ping while a result is being read, and
+// database/sql then closes the connection, which lost the lease several
+// times a minute. Checked here every millisecond while Pending reads.
+func TestLeaseCheckDoesNotBreakTheLeaseQueries(t *testing.T) {
+	store.SetLeasePing(t, time.Millisecond)
+	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{}), clock: newClock(), ctx: context.Background()}
+	for i := range 20 {
+		f.station(fmt.Sprintf("S%d", i), 90, 50)
+	}
+	lease, err := f.s.AcquireRelay(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lease.Release()
+	for i := range 300 {
+		evs, err := lease.Pending(f.ctx, 500)
+		if err != nil {
+			t.Fatalf("Pending, round %d: %v", i, err)
+		}
+		if len(evs) == 0 {
+			t.Fatal("no events to read")
+		}
+	}
+	select {
+	case <-lease.Lost():
+		t.Fatal("the lease was lost")
+	default:
+	}
+}
