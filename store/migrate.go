@@ -41,6 +41,20 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
+// MigrationsPending reports whether the database lacks migrations this
+// binary has.
+func (s *Store) MigrationsPending(ctx context.Context) (bool, error) {
+	p, err := s.provider()
+	if err != nil {
+		return false, fmt.Errorf("store: migrations: %w", err)
+	}
+	pending, err := p.HasPending(ctx)
+	if err != nil {
+		return false, fmt.Errorf("store: migration status: %w", err)
+	}
+	return pending, nil
+}
+
 // MigrateDown rolls back the latest migration.
 func (s *Store) MigrateDown(ctx context.Context) error {
 	p, err := s.provider()

@@ -315,3 +315,28 @@ func TestShutdownEndsStreamsAndLeaksNothing(t *testing.T) {
 		}
 	}
 }
+
+// With AUTO_MIGRATE=false, serve refuses a database that lacks migrations
+// instead of answering ready and failing every request; once migrated, it
+// serves.
+func TestServeRefusesAnUnmigratedDatabase(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "fresh.db")
+	env := envOf(map[string]string{"DATABASE_URL": db, "AUTO_MIGRATE": "false", "ADDR": "127.0.0.1:0"})
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"serve"}, env, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "migrate up") {
+		t.Fatalf("serve on an unmigrated database: %v", err)
+	}
+	if err := run(context.Background(), []string{"migrate", "up"}, env, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := parse("serve", nil, env, io.Discard, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(context.Background(), cfg, io.Discard)
+	if err != nil {
+		t.Fatalf("serve on a migrated database: %v", err)
+	}
+	a.close()
+}
