@@ -57,18 +57,20 @@ func (s *Store) FindUserByID(ctx context.Context, id int64) (*models.User, error
 }
 
 // EnsureAdmin makes sure an admin with this e-mail exists: it creates one, or
-// promotes an existing account and sets its password hash.
-func (s *Store) EnsureAdmin(ctx context.Context, email, name, passwordHash string) (*models.User, error) {
-	u, err := s.ensureAdmin(ctx, email, name, passwordHash)
+// promotes an existing account and sets its password hash. was is the
+// account's role before (empty when it was created).
+func (s *Store) EnsureAdmin(ctx context.Context, email, name, passwordHash string) (u *models.User, was models.Role, err error) {
+	u, was, err = s.ensureAdmin(ctx, email, name, passwordHash)
 	if isUniqueViolation(err) {
 		// Another instance created it at the same moment; now it exists.
-		u, err = s.ensureAdmin(ctx, email, name, passwordHash)
+		u, was, err = s.ensureAdmin(ctx, email, name, passwordHash)
 	}
-	return u, translate(err, "user")
+	return u, was, translate(err, "user")
 }
 
-func (s *Store) ensureAdmin(ctx context.Context, email, name, passwordHash string) (*models.User, error) {
+func (s *Store) ensureAdmin(ctx context.Context, email, name, passwordHash string) (*models.User, models.Role, error) {
 	var out *models.User
+	var was models.Role
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var r userRow
 		err := tx.Where("email = ?", models.NormalizeEmail(email)).Take(&r).Error
@@ -83,6 +85,7 @@ func (s *Store) ensureAdmin(ctx context.Context, email, name, passwordHash strin
 		if err != nil {
 			return err
 		}
+		was = models.Role(r.Role)
 		r.Role, r.PasswordHash = string(models.RoleAdmin), passwordHash
 		if err := tx.Model(&userRow{}).Where("id = ?", r.ID).Updates(map[string]any{"role": r.Role, "password_hash": r.PasswordHash}).Error; err != nil {
 			return err
@@ -90,5 +93,5 @@ func (s *Store) ensureAdmin(ctx context.Context, email, name, passwordHash strin
 		out = r.model()
 		return nil
 	})
-	return out, err
+	return out, was, err
 }

@@ -340,3 +340,47 @@ func TestServeRefusesAnUnmigratedDatabase(t *testing.T) {
 	}
 	a.close()
 }
+
+// The bootstrap admin follows every account's rules, needs both settings,
+// and says so when it takes over an existing rider's account.
+func TestBootstrapAdmin(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "admin.db")
+	start := func(vars map[string]string) (string, error) {
+		t.Helper()
+		vars["DATABASE_URL"] = db
+		cfg, _, err := parse("serve", nil, envOf(vars), io.Discard, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log bytes.Buffer
+		a, err := newApp(context.Background(), cfg, &log)
+		if err == nil {
+			a.close()
+		}
+		return log.String(), err
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"ADMIN_EMAIL": "ops@example.com"}, "both"},
+		{map[string]string{"ADMIN_PASSWORD": "admin-password"}, "both"},
+		{map[string]string{"ADMIN_EMAIL": "not-an-email", "ADMIN_PASSWORD": "admin-password"}, "email"},
+		{map[string]string{"ADMIN_EMAIL": "ops@example.com", "ADMIN_PASSWORD": "x"}, "password"},
+	} {
+		if _, err := start(tc.vars); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error about %s", tc.vars, err, tc.want)
+		}
+	}
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"users", "create", "--email", "ria@example.com", "--password", "rider-password", "--database-url", db}, envOf(nil), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	log, err := start(map[string]string{"ADMIN_EMAIL": "Ria@Example.com", "ADMIN_PASSWORD": "admin-password"})
+	if err != nil || !strings.Contains(log, "existing account") {
+		t.Fatalf("taking over a rider's account: %v, logged %q", err, log)
+	}
+	if log, err = start(map[string]string{"ADMIN_EMAIL": "ria@example.com", "ADMIN_PASSWORD": "admin-password"}); err != nil || strings.Contains(log, "existing account") {
+		t.Fatalf("an admin already: %v, logged %q", err, log)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"batteryswap/api"
+	"batteryswap/models"
 	"batteryswap/store"
 	"batteryswap/stream"
 	"batteryswap/web"
@@ -120,7 +121,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 		}
 		return nil, errors.New("the database has migrations pending and AUTO_MIGRATE is false: run \"batteryswap migrate up\" first")
 	}
-	if cfg.AdminEmail != "" && cfg.AdminPassword != "" {
+	if cfg.AdminEmail != "" || cfg.AdminPassword != "" {
 		if err = a.ensureAdmin(ctx); err != nil {
 			return nil, err
 		}
@@ -189,14 +190,25 @@ func (a *app) brokerName() string {
 }
 
 func (a *app) ensureAdmin(ctx context.Context) error {
+	email := models.NormalizeEmail(a.cfg.AdminEmail)
+	name, _, _ := strings.Cut(email, "@")
+	if email == "" || a.cfg.AdminPassword == "" {
+		return errors.New("bootstrap admin: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither")
+	}
+	// The same rules as any account's (users create, register).
+	if err := models.ValidateRegistration(email, a.cfg.AdminPassword, name); err != nil {
+		return fmt.Errorf("bootstrap admin (ADMIN_EMAIL, ADMIN_PASSWORD): %w", describe(err))
+	}
 	hash, err := api.HashPassword(a.cfg.AdminPassword, 0)
 	if err != nil {
 		return err
 	}
-	name, _, _ := strings.Cut(a.cfg.AdminEmail, "@")
-	u, err := a.store.EnsureAdmin(ctx, a.cfg.AdminEmail, name, hash)
+	u, was, err := a.store.EnsureAdmin(ctx, email, name, hash)
 	if err != nil {
 		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if was != "" && was != models.RoleAdmin {
+		a.log.Warn("ADMIN_EMAIL names an existing account: it is now an admin, and its password is ADMIN_PASSWORD", "user_id", u.ID, "was", was)
 	}
 	a.log.Info("bootstrap admin ready", "user_id", u.ID)
 	return nil
