@@ -61,6 +61,9 @@ func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	if stationID < 0 {
+		return fmt.Errorf("broadcast: --station-id must be a station's id (or 0 for every station), not %d", stationID)
+	}
 	s, err := openStore(ctx, cfg)
 	if err != nil {
 		return err

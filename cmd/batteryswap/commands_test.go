@@ -49,6 +49,10 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "warning shorter than the hold", env: map[string]string{"BOOKING_HOLD": "1m", "BOOKING_WARN": "30s"},
 			want: func(c Config) bool { return c.BookingHold == time.Minute && c.BookingWarn == 30*time.Second }},
 		{name: "flags after a word", flags: []string{"extra"}, err: "unexpected argument"},
+		{name: "bad log level", env: map[string]string{"LOG_LEVEL": "verbose"}, err: "LOG_LEVEL"},
+		{name: "bad log format", flags: []string{"--log-format", "xml"}, err: "LOG_FORMAT"},
+		{name: "log settings in any case", env: map[string]string{"LOG_LEVEL": "WARN", "LOG_FORMAT": "JSON"},
+			want: func(c Config) bool { return c.LogLevel == "warn" && c.LogFormat == "json" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +100,10 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	err = run(ctx, []string{"broadcast", "--station-id", "7"}, env, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("broadcast to an unknown station: %v", err)
+	}
+	err = run(ctx, []string{"broadcast", "--station-id", "-3"}, env, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "station-id") {
+		t.Fatalf("broadcast to station -3: %v", err)
 	}
 	if err := run(ctx, []string{"frobnicate"}, env, &out, &errb); err == nil {
 		t.Fatal("unknown command accepted")

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,18 @@ type setting struct {
 
 func str(dst func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+// oneOf accepts only the listed values (in any case, stored in lower case).
+func oneOf(dst func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.ToLower(v)
+		if !slices.Contains(allowed, v) {
+			return fmt.Errorf("must be one of %s", strings.Join(allowed, ", "))
+		}
+		*dst(c) = v
+		return nil
+	}
 }
 
 func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
@@ -97,8 +110,8 @@ var settings = []setting{
 	{"BOOKING_RATE_LIMIT", "booking-rate-limit", "10", "booking writes per second per user (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.BookingRateLimit })},
 	{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "32", "open streams per user or address", intSetting(func(c *Config) *int { return &c.MaxStreams })},
 	{"STREAM_QUEUE", "stream-queue", "1024", "events a subscriber may fall behind before it is disconnected", intSetting(func(c *Config) *int { return &c.StreamQueue })},
-	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
-	{"LOG_FORMAT", "log-format", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+	{"LOG_FORMAT", "log-format", "text", "text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 }
 
 func floatSetting(dst func(*Config) *float64) func(*Config, string) error {
