@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,21 +35,37 @@ var (
 // DefaultSQLitePath is the embedded database used when nothing is configured.
 const DefaultSQLitePath = "batteryswap.db"
 
-func dialectFor(url string) (dialect, string) {
+// dialectFor reads DATABASE_URL: postgres:// (or postgresql://) selects
+// PostgreSQL; sqlite://PATH, a bare file path or nothing (DefaultSQLitePath)
+// selects SQLite. Anything else is refused rather than taken for the name of
+// a SQLite file.
+func dialectFor(url string) (dialect, string, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return postgresDialect, url
+		return postgresDialect, url, nil
 	case url == "":
 		url = DefaultSQLitePath
+	case !strings.HasPrefix(url, "sqlite://") && strings.Contains(url, "://"):
+		scheme, _, _ := strings.Cut(url, "://")
+		return dialect{}, "", fmt.Errorf("store: database URL scheme %q: use postgres://… or sqlite://PATH (or a file path)", scheme)
+	case strings.Contains(url, "=") && strings.ContainsAny(url, " \t"):
+		return dialect{}, "", errors.New("store: the database URL looks like a list of key=value settings: use postgres://user:password@host:port/dbname?sslmode=…")
 	}
 	path := strings.TrimPrefix(url, "sqlite://")
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
+	if dir := filepath.Dir(path); dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return dialect{}, "", fmt.Errorf("store: the SQLite file's directory %q does not exist", dir)
+		}
+	}
+	// The path is part of a file: URI, where % and # mean something.
+	path = strings.NewReplacer("%", "%25", "#", "%23").Replace(path)
 	// WAL lets readers go on beside the writer; the busy timeout covers
 	// another process (a CLI command) touching the file; times are written
 	// in one sortable UTC format so that SQL comparisons on them hold.
-	return sqliteDialect, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite"
+	return sqliteDialect, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite", nil
 }
 
 func (d dialect) open(dsn string) gorm.Dialector {

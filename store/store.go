@@ -83,7 +83,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	d, dsn := dialectFor(url)
+	d, dsn, err := dialectFor(url)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &gorm.Config{
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
