@@ -5,10 +5,10 @@ import "time"
 // Announces counts the NOTIFYs this store asked its announcer to send.
 func (s *Store) Announces() int64 { return s.announces.Load() }
 
-// SetLeasePing makes PostgreSQL leases check their connection every d, until
-// the test ends.
-func SetLeasePing(t interface{ Cleanup(func()) }, d time.Duration) {
-	old := leasePing
-	leasePing = d
-	t.Cleanup(func() { leasePing = old })
+// SetLeaseTimings makes PostgreSQL leases check their connection every ping
+// and lets PostgreSQL end a lease's session after idle, until the test ends.
+func SetLeaseTimings(t interface{ Cleanup(func()) }, ping, idle time.Duration) {
+	oldPing, oldIdle := leasePing, leaseIdle
+	leasePing, leaseIdle = ping, idle
+	t.Cleanup(func() { leasePing, leaseIdle = oldPing, oldIdle })
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -34,9 +35,16 @@ const relayLockKey int64 = 0x62737770 // "bswp"
 // sequenceBatch bounds the rows one Pending call sequences.
 const sequenceBatch = 1000
 
-// leasePing is how often an idle PostgreSQL lease checks its connection
-// (a variable for tests).
-var leasePing = time.Second
+// leasePing is how often an idle PostgreSQL lease checks its connection,
+// and leaseIdle how long PostgreSQL lets the lease's session sit silent
+// before it ends it, and the lease with it: a holder that froze (stopped,
+// swapped out, cut off behind a connection that stays open) gives way to
+// another instance within leaseIdle, instead of holding every event back.
+// A live holder speaks at least every leasePing. Variables for tests.
+var (
+	leasePing = time.Second
+	leaseIdle = 10 * time.Second
+)
 
 // EventsAfter implements stream.Outbox.
 func (s *Store) EventsAfter(ctx context.Context, cursor int64, topics []models.Topic, limit int) ([]models.Event, error) {
@@ -133,6 +141,7 @@ func (s *Store) AcquireRelay(ctx context.Context) (stream.RelayLease, error) {
 					return l, nil
 				}
 				_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
+				_, _ = conn.ExecContext(ctx, "RESET idle_session_timeout")
 			}
 			conn.Close()
 		}
@@ -148,6 +157,11 @@ func (s *Store) AcquireRelay(ctx context.Context) (stream.RelayLease, error) {
 }
 
 func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET idle_session_timeout = %d", leaseIdle.Milliseconds())); err != nil {
+		return nil, err
+	}
 	// A GORM handle of its own over the one connection: every lease query
 	// runs where the lock is held.
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
@@ -195,6 +209,8 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 		default:
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
+			// Back in the pool, the connection may sit idle.
+			_, _ = conn.ExecContext(ctx, "RESET idle_session_timeout")
 			cancel()
 		}
 		conn.Close()
@@ -278,7 +294,10 @@ func (l *relayLease) checkConn(err error) {
 	if l.stop == nil || errors.Is(err, context.Canceled) {
 		return
 	}
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+	// A FATAL error means PostgreSQL ended the session (and released the
+	// lock), e.g. after leaseIdle of silence.
+	var pe *pgconn.PgError
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || (errors.As(err, &pe) && pe.Severity == "FATAL") {
 		l.markLost()
 	}
 }

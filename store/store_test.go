@@ -865,7 +865,7 @@ func TestStationMessageFollowsStatus(t *testing.T) {
 // database/sql then closes the connection, which lost the lease several
 // times a minute. Checked here every millisecond while Pending reads.
 func TestLeaseCheckDoesNotBreakTheLeaseQueries(t *testing.T) {
-	store.SetLeasePing(t, time.Millisecond)
+	store.SetLeaseTimings(t, time.Millisecond, 10*time.Second)
 	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{}), clock: newClock(), ctx: context.Background()}
 	for i := range 20 {
 		f.station(fmt.Sprintf("S%d", i), 90, 50)
@@ -888,5 +888,35 @@ func TestLeaseCheckDoesNotBreakTheLeaseQueries(t *testing.T) {
 	case <-lease.Lost():
 		t.Fatal("the lease was lost")
 	default:
+	}
+}
+
+// A relay holder that goes silent (a frozen process, a host cut off behind
+// a connection that stays open) loses the lease within the idle limit, and
+// another instance takes it over; the frozen one finds its lease lost.
+func TestSilentLeaseHolderGivesWay(t *testing.T) {
+	store.SetLeaseTimings(t, time.Hour, 500*time.Millisecond) // no checks: the holder is frozen
+	url := storetest.URL(t, "postgres")
+	frozen, other := storetest.OpenURL(t, url, store.Options{}), storetest.OpenURL(t, url, store.Options{})
+	ctx := context.Background()
+	held, err := frozen.AcquireRelay(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	taken, err := other.AcquireRelay(actx)
+	if err != nil {
+		t.Fatalf("the other instance never got the lease: %v", err)
+	}
+	defer taken.Release()
+	if _, err := held.Pending(ctx, 10); err == nil {
+		t.Fatal("the frozen holder's lease still works")
+	}
+	select {
+	case <-held.Lost():
+	case <-actx.Done():
+		t.Fatal("the frozen holder never saw its lease lost")
 	}
 }
