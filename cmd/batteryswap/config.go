@@ -136,8 +136,9 @@ func intSetting(dst func(*Config) *int) func(*Config, string) error {
 	}
 }
 
-// loadConfig applies defaults, then the environment, then the flags of fs
-// (which must have been registered with registerFlags and parsed).
+// loadConfig applies defaults, then the environment, then the flags given
+// (by flag name; see givenFlags). A flag given empty clears the setting to ""
+// (--redis-url= selects the in-process broker whatever REDIS_URL says).
 func loadConfig(getenv func(string) string, flags map[string]*string) (Config, error) {
 	var c Config
 	for _, s := range settings {
@@ -145,7 +146,7 @@ func loadConfig(getenv func(string) string, flags map[string]*string) (Config, e
 		if e := getenv(s.env); e != "" {
 			v = e
 		}
-		if f := flags[s.flag]; f != nil && *f != "" {
+		if f := flags[s.flag]; f != nil {
 			v = *f
 		}
 		if err := s.set(&c, v); err != nil {
@@ -159,11 +160,22 @@ func loadConfig(getenv func(string) string, flags map[string]*string) (Config, e
 	return c, nil
 }
 
-// registerFlags adds a flag per setting to fs; an empty flag means "not given".
+// registerFlags adds a flag per setting to fs.
 func registerFlags(fs *flag.FlagSet) map[string]*string {
 	out := make(map[string]*string, len(settings))
 	for _, s := range settings {
 		out[s.flag] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def))
 	}
 	return out
+}
+
+// givenFlags keeps, of registerFlags' flags, those the command line set.
+func givenFlags(fs *flag.FlagSet, flags map[string]*string) map[string]*string {
+	given := map[string]*string{}
+	fs.Visit(func(f *flag.Flag) {
+		if p, ok := flags[f.Name]; ok {
+			given[f.Name] = p
+		}
+	})
+	return given
 }

@@ -90,6 +90,6 @@ func parse(name string, args []string, getenv func(string) string, stderr io.Wri
 	if len(words) > maxWords {
 		return Config{}, nil, fmt.Errorf("%s: unexpected argument %q", name, words[maxWords])
 	}
-	cfg, err := loadConfig(getenv, flags)
+	cfg, err := loadConfig(getenv, givenFlags(fs, flags))
 	return cfg, words, err
 }
