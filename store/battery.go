@@ -149,8 +149,21 @@ func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPat
 		}
 		now := s.now()
 		b.UpdatedAt = now
-		if err := tx.Save(&b).Error; err != nil {
-			return err
+		// Conditional: a battery with no station (a collected pack) is not
+		// under any station lock, and a swap-in may have taken it into a
+		// station since it was read; that change stands.
+		q := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", b.ID, before)
+		if b.StationID == nil {
+			q = q.Where("station_id IS NULL")
+		} else {
+			q = q.Where("station_id = ?", *b.StationID)
+		}
+		res := q.Updates(map[string]any{"charge_percent": b.ChargePercent, "status": b.Status, "updated_at": now})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return models.Errorf(models.CodeConflict, "battery %d changed concurrently; try again", id)
 		}
 		out = b.model()
 		if st == nil {

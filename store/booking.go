@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"batteryswap/models"
 )
@@ -161,9 +162,9 @@ func (s *Store) claimBattery(tx *gorm.DB, stationID int64) (*batteryRow, error) 
 	res := tx.Raw(`UPDATE batteries SET status = 'booked', updated_at = ?
 		WHERE id = (SELECT id FROM batteries WHERE station_id = ? AND status IN ('available', 'charging')
 			ORDER BY `+bestBatteryFirst+` LIMIT 1)
-		AND status IN ('available', 'charging')
+		AND station_id = ? AND status IN ('available', 'charging')
 		RETURNING id, station_id, serial_number, charge_percent, health_percent, capacity_kwh, status, created_at, updated_at`,
-		s.now(), stationID).Scan(&bat)
+		s.now(), stationID, stationID).Scan(&bat)
 	if res.Error != nil {
 		return nil, res.Error
 	}
@@ -308,50 +309,71 @@ func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User,
 // (announcing the inventory of the station it left), an unknown one is
 // created; a serial that a booking holds, or the pack being collected, is
 // refused.
+//
+// A known pack is moved by a conditional update, under the lock of the
+// station it is at (when that is another one): if it moved or changed
+// between the read and the update (another swap-in, telemetry), nothing is
+// written and it is read again. So a pack never leaves a station without
+// that station's lock, and every station it leaves is announced.
 func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret *models.ReturnPack, now time.Time) (*batteryRow, error) {
 	status := string(models.ChargeStatus(ret.ChargePercent, s.opts.ReadyCharge))
-	var r batteryRow
-	err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error
-	if errors.Is(err, gorm.ErrRecordNotFound) {
-		r = batteryRow{StationID: &st.ID, SerialNumber: ret.SerialNumber, ChargePercent: ret.ChargePercent, HealthPercent: 100,
-			CapacityKwh: models.DefaultCapacityKWh, Status: status, CreatedAt: now, UpdatedAt: now}
-		return &r, tx.Create(&r).Error
-	}
-	if err != nil {
-		return nil, err
-	}
-	if r.ID == collecting.ID || r.Status == string(models.BatteryBooked) {
-		return nil, models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
-	}
-	var from *stationRow
-	if r.StationID != nil && *r.StationID != st.ID {
-		// Lock the other station too; a pack handed in at two stations at
-		// once is rare, and the lock wait ends when the first swap commits.
-		if from, err = s.lockStation(tx, *r.StationID); err != nil {
-			return nil, err
-		}
-	}
-	res := tx.Model(&batteryRow{}).Where("id = ? AND status <> ?", r.ID, models.BatteryBooked).
-		Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
+	held := models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
+	// An unknown serial is created; one created meanwhile by another
+	// swap-in (its insert waits for that one to commit) is a known pack.
+	fresh := batteryRow{StationID: &st.ID, SerialNumber: ret.SerialNumber, ChargePercent: ret.ChargePercent, HealthPercent: 100,
+		CapacityKwh: models.DefaultCapacityKWh, Status: status, CreatedAt: now, UpdatedAt: now}
+	res := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "serial_number"}}, DoNothing: true}).Create(&fresh)
 	if res.Error != nil {
 		return nil, res.Error
 	}
-	if res.RowsAffected == 0 {
-		return nil, models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
+	if res.RowsAffected == 1 {
+		return &fresh, nil
 	}
-	if from != nil {
-		station, err := stationWithInventory(tx, from)
-		if err != nil {
+	for attempt := 0; ; attempt++ {
+		var r batteryRow
+		if err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error; err != nil {
 			return nil, err
 		}
-		o := s.outbox(tx, now)
-		o.inventory(station, models.ActionUpdated)
-		if err := o.flush(); err != nil {
-			return nil, err
+		if r.ID == collecting.ID || r.Status == string(models.BatteryBooked) {
+			return nil, held
 		}
+		var from *stationRow
+		if r.StationID != nil && *r.StationID != st.ID {
+			var err error
+			if from, err = s.lockStation(tx, *r.StationID); err != nil {
+				return nil, err
+			}
+		}
+		q := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", r.ID, r.Status)
+		if r.StationID == nil {
+			q = q.Where("station_id IS NULL")
+		} else {
+			q = q.Where("station_id = ?", *r.StationID)
+		}
+		res := q.Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
+		if res.Error != nil {
+			return nil, res.Error
+		}
+		if res.RowsAffected == 0 {
+			if attempt == 2 {
+				return nil, models.Errorf(models.CodeConflict, "battery %s keeps changing; try again", ret.SerialNumber)
+			}
+			continue // it moved or changed since it was read
+		}
+		if from != nil {
+			station, err := stationWithInventory(tx, from)
+			if err != nil {
+				return nil, err
+			}
+			o := s.outbox(tx, now)
+			o.inventory(station, models.ActionUpdated)
+			if err := o.flush(); err != nil {
+				return nil, err
+			}
+		}
+		r.StationID, r.ChargePercent, r.Status = &st.ID, ret.ChargePercent, status
+		return &r, nil
 	}
-	r.StationID, r.ChargePercent, r.Status = &st.ID, ret.ChargePercent, status
-	return &r, nil
 }
 
 // CancelBooking ends an active booking of actor (any booking for an admin)

@@ -65,7 +65,7 @@ const pgClaimAndBook = `WITH st AS (
 	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
 ), claimed AS (
 	UPDATE batteries SET status = 'booked', updated_at = inv.at FROM pick, inv
-	WHERE batteries.id = pick.id AND batteries.status IN ('available', 'charging')
+	WHERE batteries.id = pick.id AND batteries.station_id = $1 AND batteries.status IN ('available', 'charging')
 	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, inv.at
 ), booked AS (
 	INSERT INTO bookings (user_id, station_id, battery_id, status, idempotency_key, expires_at, ready_at, created_at, updated_at)

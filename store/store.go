@@ -195,6 +195,12 @@ func translate(err error, what string) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "40P01" /* deadlock_detected */ {
+		// Two changes locked the same stations in opposite orders (swap-ins
+		// of packs registered at each other's station); one gave way.
+		return models.Errorf(models.CodeConflict, "%s: a concurrent change got in the way; try again", what)
+	}
 	return fmt.Errorf("store: %s: %w", what, err)
 }
 
