@@ -12,3 +12,9 @@ func SetLeaseTimings(t interface{ Cleanup(func()) }, ping, idle time.Duration) {
 	leasePing, leaseIdle = ping, idle
 	t.Cleanup(func() { leasePing, leaseIdle = oldPing, oldIdle })
 }
+
+// FreezeInTransaction leaves a PostgreSQL lease's connection inside an open
+// transaction, as a holder frozen in the middle of Pending would.
+func FreezeInTransaction(l any) error {
+	return l.(*relayLease).db.Exec("BEGIN").Error
+}

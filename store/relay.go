@@ -136,12 +136,12 @@ func (s *Store) AcquireRelay(ctx context.Context) (stream.RelayLease, error) {
 		if err == nil {
 			var ok bool
 			if err = conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", relayLockKey).Scan(&ok); err == nil && ok {
-				l, err := s.pgLease(conn)
-				if err == nil {
+				var l *relayLease
+				if l, err = s.pgLease(conn); err == nil {
 					return l, nil
 				}
 				_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
-				_, _ = conn.ExecContext(ctx, "RESET idle_session_timeout")
+				resetLeaseSession(ctx, conn)
 			}
 			conn.Close()
 		}
@@ -156,10 +156,27 @@ func (s *Store) AcquireRelay(ctx context.Context) (stream.RelayLease, error) {
 	}
 }
 
+// resetLeaseSession undoes the lease's session limits before its connection
+// goes back to the pool.
+func resetLeaseSession(ctx context.Context, conn *sql.Conn) {
+	_, _ = conn.ExecContext(ctx, "RESET idle_session_timeout")
+	_, _ = conn.ExecContext(ctx, "RESET idle_in_transaction_session_timeout")
+}
+
 func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET idle_session_timeout = %d", leaseIdle.Milliseconds())); err != nil {
+	// Silent for leaseIdle, in a transaction or not, the session ends.
+	// idle_session_timeout is PostgreSQL 14's; on an older server the lease
+	// goes without it (a frozen holder then lasts until TCP gives up).
+	ms := leaseIdle.Milliseconds()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", ms)); err != nil {
+		return nil, err
+	}
+	var pe *pgconn.PgError
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET idle_session_timeout = %d", ms)); errors.As(err, &pe) && pe.Code == "42704" /* undefined_object */ {
+		s.log.Warn("relay lease: this PostgreSQL has no idle_session_timeout (14 or later has); a frozen relay holder keeps the lease until its connection drops")
+	} else if err != nil {
 		return nil, err
 	}
 	// A GORM handle of its own over the one connection: every lease query
@@ -210,7 +227,7 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
 			// Back in the pool, the connection may sit idle.
-			_, _ = conn.ExecContext(ctx, "RESET idle_session_timeout")
+			resetLeaseSession(ctx, conn)
 			cancel()
 		}
 		conn.Close()

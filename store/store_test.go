@@ -895,6 +895,12 @@ func TestLeaseCheckDoesNotBreakTheLeaseQueries(t *testing.T) {
 // a connection that stays open) loses the lease within the idle limit, and
 // another instance takes it over; the frozen one finds its lease lost.
 func TestSilentLeaseHolderGivesWay(t *testing.T) {
+	for _, inTx := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in a transaction %v", inTx), func(t *testing.T) { testSilentLeaseHolderGivesWay(t, inTx) })
+	}
+}
+
+func testSilentLeaseHolderGivesWay(t *testing.T, inTx bool) {
 	store.SetLeaseTimings(t, time.Hour, 500*time.Millisecond) // no checks: the holder is frozen
 	url := storetest.URL(t, "postgres")
 	frozen, other := storetest.OpenURL(t, url, store.Options{}), storetest.OpenURL(t, url, store.Options{})
@@ -904,6 +910,11 @@ func TestSilentLeaseHolderGivesWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Release()
+	if inTx {
+		if err := store.FreezeInTransaction(held); err != nil {
+			t.Fatal(err)
+		}
+	}
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	taken, err := other.AcquireRelay(actx)

@@ -335,7 +335,10 @@ func TestServeRefusesAnUnmigratedDatabase(t *testing.T) {
 	db := "sqlite://" + filepath.Join(t.TempDir(), "fresh.db")
 	env := envOf(map[string]string{"DATABASE_URL": db, "AUTO_MIGRATE": "false", "ADDR": "127.0.0.1:0"})
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"serve"}, env, &out, &errb)
+	// Bounded: a serve that did not refuse would run until its context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"serve"}, env, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "migrate up") {
 		t.Fatalf("serve on an unmigrated database: %v", err)
 	}
