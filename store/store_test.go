@@ -931,3 +931,34 @@ func testSilentLeaseHolderGivesWay(t *testing.T, inTx bool) {
 		t.Fatal("the frozen holder never saw its lease lost")
 	}
 }
+
+// CreateNotification answers the notification it made, not the user's
+// newest: here another notification for the same user commits between its
+// insert and its answer (its outbox insert waits on a lock meanwhile).
+func TestCreateNotificationAnswersItsOwnRow(t *testing.T) {
+	f := &fixture{t: t, s: storetest.Open(t, "postgres", store.Options{}), clock: newClock(), ctx: context.Background()}
+	u := f.user("noted@example.com")
+	holder := f.s.DB().Begin()
+	if err := holder.Exec("LOCK TABLE events IN EXCLUSIVE MODE").Error; err != nil {
+		t.Fatal(err)
+	}
+	var got *models.Notification
+	var err error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		got, err = f.s.CreateNotification(f.ctx, models.NotificationInput{UserID: u.ID, Title: "Mine", Message: "m", Level: models.LevelInfo})
+	})
+	f.waitForLockWaiters(1) // its notification is in; its events wait
+	if err := f.s.DB().Exec(`INSERT INTO notifications (user_id, type, title, message, level, data, created_at)
+		VALUES (?, 'notification', 'Theirs', 'm', 'info', '{}', now())`, u.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	holder.Rollback()
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Title != "Mine" {
+		t.Fatalf("answered notification %d %q, want the one it made", got.ID, got.Title)
+	}
+}
