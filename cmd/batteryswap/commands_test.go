@@ -112,6 +112,9 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	if err := run(ctx, []string{"frobnicate"}, env, &out, &errb); err == nil {
 		t.Fatal("unknown command accepted")
 	}
+	if err := run(ctx, []string{"watch", "http://a.example/stream", "http://b.example/stream"}, env, &out, &errb); err == nil || !strings.Contains(err.Error(), "usage") {
+		t.Fatalf("watch with two URLs: %v", err)
+	}
 	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
 		out.Reset()
 		if err := run(ctx, args, env, &out, &errb); err != nil || !strings.Contains(out.String(), "batteryswap migrate") {

@@ -35,7 +35,9 @@ Usage:
   batteryswap watch URL                       follow a live stream, one JSON line per event
   batteryswap users create --email E --password P [--name N] [--admin]
 
-Every command takes the configuration flags; run "batteryswap serve -h" to list them.
+serve, migrate, broadcast and users take the configuration flags (run
+"batteryswap serve -h" to list them); watch takes its own ("watch -h").
+Flags may come before or after a command's words.
 `
 
 // run dispatches a sub-command. It is main without the process: tests call it.
@@ -77,19 +79,28 @@ func parse(name string, args []string, getenv func(string) string, stderr io.Wri
 	if extra != nil {
 		extra(fs)
 	}
-	var words []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return Config{}, nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		words, args = append(words, fs.Arg(0)), fs.Args()[1:]
+	words, err := parseAnywhere(fs, args)
+	if err != nil {
+		return Config{}, nil, err
 	}
 	if len(words) > maxWords {
 		return Config{}, nil, fmt.Errorf("%s: unexpected argument %q", name, words[maxWords])
 	}
 	cfg, err := loadConfig(getenv, givenFlags(fs, flags))
 	return cfg, words, err
+}
+
+// parseAnywhere parses fs's flags wherever they stand among args and returns
+// the other words in order.
+func parseAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return words, nil
+		}
+		words, args = append(words, fs.Arg(0)), fs.Args()[1:]
+	}
 }

@@ -20,15 +20,16 @@ func cmdWatch(ctx context.Context, args []string, getenv func(string) string, st
 	token := fs.String("token", getenv("BATTERYSWAP_TOKEN"), "access token (env BATTERYSWAP_TOKEN) for /stream/notifications")
 	since := fs.String("last-event-id", "", "resume after this event id")
 	quiet := fs.Bool("quiet", false, "do not report reconnects on stderr")
-	if err := fs.Parse(args); err != nil {
+	words, err := parseAnywhere(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(words) != 1 {
 		return fmt.Errorf("usage: batteryswap watch [--token T] [--last-event-id N] URL")
 	}
-	u, err := url.Parse(fs.Arg(0))
+	u, err := url.Parse(words[0])
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("watch: %q is not an http(s) URL", fs.Arg(0))
+		return fmt.Errorf("watch: %q is not an http(s) URL", words[0])
 	}
 	opts := sseclient.Options{LastEventID: *since, Headers: map[string]string{}}
 	if *token != "" {

@@ -27,7 +27,7 @@ func TestWatchReconnectsAndResumes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"watch", "--quiet", first.url + "/stream/stations"}, envOf(nil), pw, io.Discard)
+		done <- run(ctx, []string{"watch", first.url + "/stream/stations", "--quiet"}, envOf(nil), pw, io.Discard) // a flag after the URL counts
 		pw.Close()
 	}()
 	lines := make(chan map[string]any, 64)
