@@ -103,6 +103,28 @@ func (f *fixture) readyBooking(name string, charges ...int) (*models.Station, *m
 	return st, u, b
 }
 
+// collectBothBehind has both riders collect their bookings, each handing
+// in serial, queued in that order behind a row lock on battery locked; it
+// then lets them go and returns their errors.
+func (f *fixture) collectBothBehind(locked int64, serial string, bookings [2]*models.Booking, riders [2]*models.User) []error {
+	f.t.Helper()
+	holder := f.s.DB().Begin()
+	if err := holder.Exec("SELECT 1 FROM batteries WHERE id = ? FOR UPDATE", locked).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			_, errs[i] = f.s.CollectBooking(f.ctx, bookings[i].ID, riders[i], &models.ReturnPack{SerialNumber: serial, ChargePercent: 10})
+		})
+		f.waitForLockWaiters(int64(i + 1))
+	}
+	holder.Rollback()
+	wg.Wait()
+	return errs
+}
+
 func noInternal(t *testing.T, errs ...error) {
 	t.Helper()
 	for i, err := range errs {
@@ -150,23 +172,7 @@ func TestSamePackHandedInAtTwoStations(t *testing.T) {
 	pack := f.collectedPack("Away")
 	a, ua, ba := f.readyBooking("A", 100)
 	c, uc, bc := f.readyBooking("C", 100)
-	holder := f.s.DB().Begin()
-	if err := holder.Exec("SELECT 1 FROM batteries WHERE id = ? FOR UPDATE", pack.ID).Error; err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	wg.Go(func() {
-		_, errs[0] = f.s.CollectBooking(f.ctx, ba.ID, ua, &models.ReturnPack{SerialNumber: pack.SerialNumber, ChargePercent: 10})
-	})
-	f.waitForLockWaiters(1)
-	wg.Go(func() {
-		_, errs[1] = f.s.CollectBooking(f.ctx, bc.ID, uc, &models.ReturnPack{SerialNumber: pack.SerialNumber, ChargePercent: 10})
-	})
-	f.waitForLockWaiters(2)
-	holder.Rollback()
-	wg.Wait()
-	noInternal(t, errs...)
+	noInternal(t, f.collectBothBehind(pack.ID, pack.SerialNumber, [2]*models.Booking{ba, bc}, [2]*models.User{ua, uc})...)
 	f.countsAgree(a, c)
 }
 
@@ -176,22 +182,8 @@ func TestNewSerialHandedInAtTwoStations(t *testing.T) {
 	f, _ := pausingFixture(t)
 	a, ua, ba := f.readyBooking("A", 100)
 	c, uc, bc := f.readyBooking("C", 100)
-	holder := f.s.DB().Begin() // holds the first collect after its insert
-	if err := holder.Exec("SELECT 1 FROM batteries WHERE id = ? FOR UPDATE", ba.BatteryID).Error; err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	wg.Go(func() {
-		_, errs[0] = f.s.CollectBooking(f.ctx, ba.ID, ua, &models.ReturnPack{SerialNumber: "NEW-1", ChargePercent: 10})
-	})
-	f.waitForLockWaiters(1)
-	wg.Go(func() {
-		_, errs[1] = f.s.CollectBooking(f.ctx, bc.ID, uc, &models.ReturnPack{SerialNumber: "NEW-1", ChargePercent: 10})
-	})
-	f.waitForLockWaiters(2)
-	holder.Rollback()
-	wg.Wait()
+	// The lock on the first collect's own battery holds it after its insert.
+	errs := f.collectBothBehind(ba.BatteryID, "NEW-1", [2]*models.Booking{ba, bc}, [2]*models.User{ua, uc})
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("collect %d: %v", i, err)
