@@ -152,13 +152,7 @@ func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPat
 		// Conditional: a battery with no station (a collected pack) is not
 		// under any station lock, and a swap-in may have taken it into a
 		// station since it was read; that change stands.
-		q := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", b.ID, before)
-		if b.StationID == nil {
-			q = q.Where("station_id IS NULL")
-		} else {
-			q = q.Where("station_id = ?", *b.StationID)
-		}
-		res := q.Updates(map[string]any{"charge_percent": b.ChargePercent, "status": b.Status, "updated_at": now})
+		res := asRead(tx, &b, before).Updates(map[string]any{"charge_percent": b.ChargePercent, "status": b.Status, "updated_at": now})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -189,6 +183,17 @@ func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPat
 		return o.flush()
 	})
 	return out, translate(err, "battery")
+}
+
+// asRead narrows an update to battery b as it was read: at the same station
+// (or none) and with status read. A battery that moved or changed since
+// (another swap-in, telemetry) is left alone: the update changes no row.
+func asRead(tx *gorm.DB, b *batteryRow, read string) *gorm.DB {
+	q := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", b.ID, read)
+	if b.StationID == nil {
+		return q.Where("station_id IS NULL")
+	}
+	return q.Where("station_id = ?", *b.StationID)
 }
 
 // readyBookingOf turns the confirmed booking that holds b ready and tells its holder.

@@ -344,13 +344,7 @@ func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret 
 				return nil, err
 			}
 		}
-		q := tx.Model(&batteryRow{}).Where("id = ? AND status = ?", r.ID, r.Status)
-		if r.StationID == nil {
-			q = q.Where("station_id IS NULL")
-		} else {
-			q = q.Where("station_id = ?", *r.StationID)
-		}
-		res := q.Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
+		res := asRead(tx, &r, r.Status).Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
 		if res.Error != nil {
 			return nil, res.Error
 		}
