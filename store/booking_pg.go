@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -174,8 +175,8 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 		if second != nil {
 			// In the order the notifications were made, whatever order
 			// the select list's nextval calls ran in.
-			ids = append(ids, max(first, *second))
-			ids[0] = min(first, *second)
+			ids = append(ids, *second)
+			slices.Sort(ids)
 		}
 		b, err := o.pgBatch(ids)
 		if err != nil {

@@ -55,10 +55,8 @@ func dialectFor(url string) (dialect, string, error) {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return dialect{}, "", fmt.Errorf("store: the SQLite file's directory %q does not exist", dir)
-		}
+	if dir := filepath.Dir(path); !isDir(dir) {
+		return dialect{}, "", fmt.Errorf("store: the SQLite file's directory %q does not exist", dir)
 	}
 	// The path is part of a file: URI, where % and # mean something.
 	path = strings.NewReplacer("%", "%25", "#", "%23").Replace(path)
@@ -66,6 +64,11 @@ func dialectFor(url string) (dialect, string, error) {
 	// another process (a CLI command) touching the file; times are written
 	// in one sortable UTC format so that SQL comparisons on them hold.
 	return sqliteDialect, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite", nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 func (d dialect) open(dsn string) gorm.Dialector {

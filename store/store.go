@@ -211,16 +211,14 @@ func page(q *gorm.DB, p models.Page, col string, newestFirst bool) *gorm.DB {
 	if limit <= 0 || limit > models.MaxPageLimit {
 		limit = models.DefaultPageLimit
 	}
-	switch {
-	case newestFirst && p.Cursor > 0:
-		q = q.Where(col+" < ?", p.Cursor)
-	case p.Cursor > 0:
-		q = q.Where(col+" > ?", p.Cursor)
-	}
+	after, order := " > ?", col
 	if newestFirst {
-		return q.Order(col + " DESC").Limit(limit)
+		after, order = " < ?", col+" DESC"
 	}
-	return q.Order(col).Limit(limit)
+	if p.Cursor > 0 {
+		q = q.Where(col+after, p.Cursor)
+	}
+	return q.Order(order).Limit(limit)
 }
 
 func isUniqueViolation(err error) bool {
