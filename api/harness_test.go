@@ -517,3 +517,21 @@ func (e *apiEnv) readyStation(t *testing.T) (admin string, stationID, batteryID 
 	batteryID, _ = e.addBattery(t, admin, stationID, 95)
 	return admin, stationID, batteryID
 }
+
+// head sends method path with one header set and returns the answer's
+// status and header, closing the body unread: it suits streams, whose body
+// never ends, as well as REST routes.
+func (e *apiEnv) head(t *testing.T, method, path, header, value string) (int, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(header, value)
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode, res.Header
+}
