@@ -143,7 +143,7 @@ func runBookings(ctx context.Context, cfg bookingsConfig, out io.Writer) error {
 	}
 	run := runID()
 	n := slices.Max(cfg.levels)
-	fmt.Fprintf(out, "bsload bookings: run %s against %s, levels %v, %s each, shared-station=%v\n", run, cfg.base, cfg.levels, cfg.duration, cfg.shared)
+	fmt.Fprintf(out, "bsload bookings: run %s against %s, levels %v, %s each, shared-station=%v, on %s\n", run, cfg.base, cfg.levels, cfg.duration, cfg.shared, machineLine())
 
 	setup := time.Now()
 	nStations := n

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 )
 
@@ -167,4 +168,28 @@ func busy(a, b machine, cpus int) float64 {
 		return 0
 	}
 	return float64(cpus) * float64(dt-(b.idle-a.idle)) / float64(dt)
+}
+
+// parseCPUModel reads the first "model name" line of /proc/cpuinfo. The
+// hosts behind one kind of machine differ in CPU, and the numbers with them
+// (docs/BENCHMARKS.md), so every run names the CPU it ran on.
+func parseCPUModel(cpuinfo []byte) (string, bool) {
+	for line := range bytes.Lines(cpuinfo) {
+		key, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && string(bytes.TrimSpace(key)) == "model name" {
+			return string(bytes.TrimSpace(value)), true
+		}
+	}
+	return "", false
+}
+
+// machineLine is the CPU model and the number of CPUs, for a run's header.
+func machineLine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m, ok := parseCPUModel(b); ok {
+			model = m
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs", model, runtime.NumCPU())
 }

@@ -67,3 +67,14 @@ func TestCommOf(t *testing.T) {
 		t.Errorf("commOf(garbage) = %q", got)
 	}
 }
+
+func TestParseCPUModel(t *testing.T) {
+	cpuinfo := "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 2\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2596.122\n\nprocessor\t: 1\nmodel name\t: other\n"
+	if got, ok := parseCPUModel([]byte(cpuinfo)); !ok || got != "AMD EPYC" {
+		t.Errorf("parseCPUModel = %q, %v; want \"AMD EPYC\"", got, ok)
+	}
+	// arm64 kernels have no "model name"; the "model" line must not match.
+	if got, ok := parseCPUModel([]byte("processor\t: 0\nmodel\t\t: 2\n")); ok {
+		t.Errorf("parseCPUModel without a model name = %q, true", got)
+	}
+}

@@ -269,8 +269,8 @@ func runStreams(ctx context.Context, cfg streamsConfig, out io.Writer) error {
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	fmt.Fprintf(out, "bsload streams: run %s against %s%s, %d subscribers, writer %s at %g/s for %s, station %d, open-files limit %d\n",
-		run, cfg.base, path, cfg.subscribers, cfg.writer, cfg.rate, cfg.duration, st.ID, limit)
+	fmt.Fprintf(out, "bsload streams: run %s against %s%s, %d subscribers, writer %s at %g/s for %s, station %d, open-files limit %d, on %s\n",
+		run, cfg.base, path, cfg.subscribers, cfg.writer, cfg.rate, cfg.duration, st.ID, limit, machineLine())
 
 	// Idle baseline.
 	time.Sleep(time.Second)
