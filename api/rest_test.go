@@ -397,3 +397,47 @@ func TestCORS(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossOriginWrites: a body-less POST needs no JSON content type, so a
+// page of another origin that the browser counts as the same site (another
+// port, a sibling subdomain) could send one with the rider's cookie. Such a
+// write is refused, and nothing changes; the server's own pages, trusted
+// origins and programs (no browser headers) pass.
+func TestCrossOriginWrites(t *testing.T) {
+	const trusted = "https://app.example"
+	e := newAPIEnv(t, "sqlite", func(c *api.Config) { c.AllowedOrigins = []string{trusted} })
+	_, stationID, _ := e.readyStation(t)
+	token, _ := e.newUser(t)
+	bookingID := id(t, e.book(t, token, stationID), "id")
+	cancel := fmt.Sprintf("/api/v1/bookings/%d/cancel", bookingID)
+	cookie := "bs_token=" + token
+
+	for _, h := range [][]string{
+		{"Sec-Fetch-Site", "same-site", "Origin", "http://127.0.0.1:9999"},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"},
+		{"Origin", "https://evil.example"}, // an older browser: no Sec-Fetch-Site
+	} {
+		r := e.do(t, http.MethodPost, cancel, "", nil, append([]string{"Cookie", cookie}, h...)...)
+		wantError(t, r, http.StatusForbidden, "forbidden")
+		if got := str(t, e.do(t, http.MethodGet, fmt.Sprintf("/api/v1/bookings/%d", bookingID), token, nil).want(t, http.StatusOK).Body, "status"); got == "cancelled" {
+			t.Fatalf("a cross-origin cancel (%q) went through", h)
+		}
+	}
+	e.do(t, http.MethodPost, cancel, token, nil).want(t, http.StatusOK) // the rider's own, by Bearer
+	// Reading is not writing: a cross-site GET is CORS's business.
+	e.do(t, http.MethodGet, "/api/v1/stations", "", nil, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example").want(t, http.StatusOK)
+
+	for _, h := range [][]string{
+		{"Sec-Fetch-Site", "same-origin", "Origin", e.url},
+		{"Sec-Fetch-Site", "cross-site", "Origin", trusted},
+		{}, // curl, bsload, another service
+	} {
+		token, _ := e.newUser(t)
+		b := e.book(t, token, stationID)
+		r := e.do(t, http.MethodPost, fmt.Sprintf("/api/v1/bookings/%d/cancel", id(t, b, "id")), "", nil,
+			append([]string{"Cookie", "bs_token=" + token}, h...)...).want(t, http.StatusOK)
+		if got := str(t, r.Body, "status"); got != "cancelled" {
+			t.Fatalf("cancel with %q: status %q", h, got)
+		}
+	}
+}

@@ -152,6 +152,7 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	e.Use(s.recoverPanics)
 	e.Use(s.cors())
 	e.Use(middleware.BodyLimit("1MiB"))
+	e.Use(s.refuseCrossOrigin(cfg.AllowedOrigins))
 	e.Use(s.requireJSONForWrites)
 
 	s.registerOpsRoutes()
@@ -231,6 +232,34 @@ func (s *Server) requireJSONForWrites(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		return next(c)
+	}
+}
+
+// refuseCrossOrigin answers 403 to a state-changing request that a browser
+// sent from another origin than the server's own or one of ALLOWED_ORIGINS
+// (net/http's CrossOriginProtection: Sec-Fetch-Site, else Origin against
+// Host). A body-less POST (cancel, collect, logout, mark read) needs no JSON
+// content type, so without this only SameSite=Lax would keep a page on
+// another port or a sibling subdomain, which count as the same site, from
+// riding the session cookie. Requests from programs, which send neither
+// header, and safe methods pass. ALLOWED_ORIGINS "*" trusts every origin.
+func (s *Server) refuseCrossOrigin(allowed []string) echo.MiddlewareFunc {
+	guard := http.NewCrossOriginProtection()
+	for _, o := range allowed {
+		if o == "*" {
+			return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+		}
+		if err := guard.AddTrustedOrigin(o); err != nil {
+			s.log.Warn("ALLOWED_ORIGINS: not an origin, ignored for cross-origin writes", "origin", o, "err", err)
+		}
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if guard.Check(c.Request()) != nil {
+				return models.Errorf(models.CodeForbidden, "cross-origin request refused: add its origin to ALLOWED_ORIGINS")
+			}
+			return next(c)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,10 @@ func TestConfigPrecedence(t *testing.T) {
 			flags: []string{"--redis-url=", "--allowed-origins", ""},
 			want:  func(c Config) bool { return c.RedisURL == "" && len(c.AllowedOrigins) == 0 }},
 		{name: "an empty duration flag is an error", flags: []string{"--booking-hold="}, err: "BOOKING_HOLD"},
+		{name: "an origin with a path", env: map[string]string{"ALLOWED_ORIGINS": "https://a.example, https://b.example/app"}, err: "ALLOWED_ORIGINS"},
+		{name: "an origin without a scheme", env: map[string]string{"ALLOWED_ORIGINS": "app.example"}, err: "ALLOWED_ORIGINS"},
+		{name: "every origin", env: map[string]string{"ALLOWED_ORIGINS": "*"},
+			want: func(c Config) bool { return slices.Equal(c.AllowedOrigins, []string{"*"}) }},
 		{name: "bad log format", flags: []string{"--log-format", "xml"}, err: "LOG_FORMAT"},
 		{name: "log settings in any case", env: map[string]string{"LOG_LEVEL": "WARN", "LOG_FORMAT": "JSON"},
 			want: func(c Config) bool { return c.LogLevel == "warn" && c.LogFormat == "json" }},

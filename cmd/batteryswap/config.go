@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,8 +82,11 @@ var settings = []setting{
 	{"ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins for WebSockets and CORS (default: same origin)", func(c *Config, v string) error {
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(v, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				c.AllowedOrigins = append(c.AllowedOrigins, strings.TrimSuffix(o, "/"))
+			if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
+				if err := checkOrigin(o); err != nil {
+					return err
+				}
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
 			}
 		}
 		return nil
@@ -178,4 +182,18 @@ func givenFlags(fs *flag.FlagSet, flags map[string]*string) map[string]*string {
 		}
 	})
 	return given
+}
+
+// checkOrigin accepts "*" or an origin as a browser sends it:
+// scheme://host[:port], nothing after.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an origin: want scheme://host[:port], like https://app.example.com, or *", o)
+	}
+	return nil
 }
