@@ -23,7 +23,7 @@ func (s *Server) handleBatteryList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	list, err := s.store.ListBatteries(c.Request().Context(), id, p)
+	list, err := s.store.ListBatteries(c.Request().Context(), id, p.Ahead())
 	if err != nil {
 		return err
 	}

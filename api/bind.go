@@ -149,11 +149,13 @@ func pageParams(c echo.Context) (models.Page, error) {
 }
 
 // renderPage answers a list page: {key: items, next_cursor: the id after
-// which the next page starts, or null on the last page}.
+// which the next page starts, or null on the last page}. items was listed
+// with p.Ahead(): an item past p.Limit means another page follows.
 func renderPage[T any](c echo.Context, key string, items []T, p models.Page, id func(T) int64) error {
 	var next *string
-	if n := len(items); n > 0 && n >= p.Limit {
-		cur := strconv.FormatInt(id(items[n-1]), 10)
+	if len(items) > p.Limit {
+		items = items[:p.Limit]
+		cur := strconv.FormatInt(id(items[p.Limit-1]), 10)
 		next = &cur
 	}
 	return c.JSON(http.StatusOK, map[string]any{key: items, "next_cursor": next})

@@ -57,7 +57,7 @@ func (s *Server) handleBookingList(c echo.Context) error {
 		return err
 	}
 	u := currentUser(c)
-	f := models.BookingFilter{UserID: &u.ID, Page: p}
+	f := models.BookingFilter{UserID: &u.ID, Page: p.Ahead()}
 	if u.IsAdmin() {
 		f.UserID = nil
 		if v := c.QueryParam("user_id"); v != "" {

@@ -27,7 +27,7 @@ func (s *Server) handleNotificationList(c echo.Context) error {
 	default:
 		return models.ValidationError(map[string]string{"unread": "must be true or false"})
 	}
-	list, err := s.store.ListNotifications(c.Request().Context(), currentUser(c).ID, unread, p)
+	list, err := s.store.ListNotifications(c.Request().Context(), currentUser(c).ID, unread, p.Ahead())
 	if err != nil {
 		return err
 	}

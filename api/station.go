@@ -20,7 +20,7 @@ func (s *Server) handleStationList(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	list, err := s.store.ListStations(c.Request().Context(), p)
+	list, err := s.store.ListStations(c.Request().Context(), p.Ahead())
 	if err != nil {
 		return err
 	}

@@ -42,31 +42,40 @@ func TestStationList(t *testing.T) {
 		})
 
 		t.Run("pages", func(t *testing.T) {
-			var seen []int64
-			path := "/api/v1/stations?limit=2"
-			for pages := 0; ; pages++ {
-				if pages > len(ids) {
-					t.Fatalf("pagination does not end; seen %v", seen)
-				}
-				r := e.do(t, http.MethodGet, path, "", nil).want(t, http.StatusOK)
-				got := list(t, r.Body, "stations")
-				if len(got) > 2 {
-					t.Fatalf("page of %d with limit=2", len(got))
-				}
-				for _, s := range got {
-					seen = append(seen, id(t, s, "id"))
-				}
-				cur, ok := r.Body["next_cursor"].(string)
-				if !ok {
-					if r.Body["next_cursor"] != nil {
-						t.Fatalf("next_cursor %T %v, want a string or null", r.Body["next_cursor"], r.Body["next_cursor"])
+			// 5 stations: pages of 1 and 5 end exactly full, and the last
+			// page must still say so (null), not send the client to an
+			// empty one.
+			for _, limit := range []int{1, 2, 5} {
+				var seen []int64
+				path := fmt.Sprintf("/api/v1/stations?limit=%d", limit)
+				pages := 0
+				for ; ; pages++ {
+					if pages > len(ids) {
+						t.Fatalf("limit %d: pagination does not end; seen %v", limit, seen)
 					}
-					break
+					r := e.do(t, http.MethodGet, path, "", nil).want(t, http.StatusOK)
+					got := list(t, r.Body, "stations")
+					if len(got) == 0 || len(got) > limit {
+						t.Fatalf("limit %d: page of %d", limit, len(got))
+					}
+					for _, s := range got {
+						seen = append(seen, id(t, s, "id"))
+					}
+					cur, ok := r.Body["next_cursor"].(string)
+					if !ok {
+						if r.Body["next_cursor"] != nil {
+							t.Fatalf("next_cursor %T %v, want a string or null", r.Body["next_cursor"], r.Body["next_cursor"])
+						}
+						break
+					}
+					path = fmt.Sprintf("/api/v1/stations?limit=%d&cursor=%s", limit, cur)
 				}
-				path = "/api/v1/stations?limit=2&cursor=" + cur
-			}
-			if fmt.Sprint(seen) != fmt.Sprint(ids) {
-				t.Fatalf("paged through %v, want %v", seen, ids)
+				if fmt.Sprint(seen) != fmt.Sprint(ids) {
+					t.Fatalf("limit %d: paged through %v, want %v", limit, seen, ids)
+				}
+				if want := (len(ids) + limit - 1) / limit; pages+1 != want {
+					t.Errorf("limit %d: %d pages, want %d", limit, pages+1, want)
+				}
 			}
 		})
 

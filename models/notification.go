@@ -71,6 +71,10 @@ type Page struct {
 	Cursor int64
 }
 
+// Ahead is the page with one item more than it shows: the API lists with it
+// to tell whether another page follows, without a page that comes back empty.
+func (p Page) Ahead() Page { return Page{Limit: p.Limit + 1, Cursor: p.Cursor} }
+
 // Page limits.
 const (
 	DefaultPageLimit = 50

@@ -208,7 +208,7 @@ func translate(err error, what string) error {
 // newestFirst, descending below it.
 func page(q *gorm.DB, p models.Page, col string, newestFirst bool) *gorm.DB {
 	limit := p.Limit
-	if limit <= 0 || limit > models.MaxPageLimit {
+	if limit <= 0 || limit > models.MaxPageLimit+1 { // +1: Page.Ahead
 		limit = models.DefaultPageLimit
 	}
 	after, order := " > ?", col
