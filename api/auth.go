@@ -79,6 +79,11 @@ func (s *Server) handleLogin(c echo.Context) error {
 		return err
 	}
 	bad := models.Errorf(models.CodeUnauthorized, "wrong e-mail or password")
+	if len(req.Password) > models.MaxPasswordBytes {
+		// bcrypt would compare only the first 72 bytes, and no account
+		// has a longer password (registration refuses it).
+		return bad
+	}
 	u, err := s.store.FindUserByEmail(c.Request().Context(), req.Email)
 	if models.IsCode(err, models.CodeNotFound) {
 		// Spend the same time as a real check, so timing does not tell

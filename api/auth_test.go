@@ -63,6 +63,22 @@ func TestRegister(t *testing.T) {
 				want: func(t *testing.T, r response) { wantFields(t, r, "password") },
 			},
 			{
+				// Limits count characters: 4 of them are 8 bytes here.
+				name: "password of 4 two-byte characters",
+				when: map[string]any{"email": e.email(), "password": "éééé", "name": "R"},
+				want: func(t *testing.T, r response) { wantFields(t, r, "password") },
+			},
+			{
+				name: "password of 8 two-byte characters, name of 200 Cyrillic letters",
+				when: map[string]any{"email": e.email(), "password": "éééééééé", "name": strings.Repeat("Я", 200)},
+				want: func(t *testing.T, r response) { r.want(t, http.StatusCreated) },
+			},
+			{
+				name: "name of 201 Cyrillic letters",
+				when: map[string]any{"email": e.email(), "password": testPassword, "name": strings.Repeat("Я", 201)},
+				want: func(t *testing.T, r response) { wantFields(t, r, "name") },
+			},
+			{
 				name: "email taken",
 				when: map[string]any{"email": taken, "password": testPassword, "name": "Again"},
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusConflict, "email_taken") },
@@ -123,6 +139,11 @@ func TestLogin(t *testing.T) {
 	eachDialect(t, func(t *testing.T, e *apiEnv) {
 		email := e.email()
 		_, uid := e.register(t, email)
+		// bcrypt reads 72 bytes: a longer password that starts like this one
+		// must not sign in.
+		longEmail, long := e.email(), strings.Repeat("p", 72)
+		e.do(t, http.MethodPost, "/api/v1/auth/register", "", map[string]any{"email": longEmail, "password": long, "name": "L"}).
+			want(t, http.StatusCreated)
 
 		tests := []struct {
 			name string
@@ -166,6 +187,16 @@ func TestLogin(t *testing.T) {
 						t.Errorf("a failed login set a cookie: %s", r.Header.Get("Set-Cookie"))
 					}
 				},
+			},
+			{
+				name: "password of 72 bytes",
+				when: map[string]any{"email": longEmail, "password": long},
+				want: func(t *testing.T, r response) { r.want(t, http.StatusOK) },
+			},
+			{
+				name: "the same 72 bytes and more",
+				when: map[string]any{"email": longEmail, "password": long + "x"},
+				want: func(t *testing.T, r response) { wantError(t, r, http.StatusUnauthorized, "unauthorized") },
 			},
 			{
 				name: "unknown account",

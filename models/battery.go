@@ -80,7 +80,7 @@ func (in *BatteryInput) Validate() error {
 func validateSerial(f map[string]string, field, s string) {
 	if s == "" {
 		f[field] = "is required"
-	} else if len(s) > 100 {
+	} else if longer(s, 100) {
 		f[field] = "must be at most 100 characters"
 	}
 }

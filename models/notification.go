@@ -49,12 +49,12 @@ func (in *NotificationInput) Validate() error {
 	in.Title = strings.TrimSpace(in.Title)
 	if in.Title == "" {
 		f["title"] = "is required"
-	} else if len(in.Title) > 200 {
+	} else if longer(in.Title, 200) {
 		f["title"] = "must be at most 200 characters"
 	}
 	if strings.TrimSpace(in.Message) == "" {
 		f["message"] = "is required"
-	} else if len(in.Message) > 2000 {
+	} else if longer(in.Message, 2000) {
 		f["message"] = "must be at most 2000 characters"
 	}
 	if in.Level == "" {

@@ -57,10 +57,10 @@ func (in *StationInput) Validate() error {
 	in.Name = strings.TrimSpace(in.Name)
 	if in.Name == "" {
 		f["name"] = "is required"
-	} else if len(in.Name) > 200 {
+	} else if longer(in.Name, 200) {
 		f["name"] = "must be at most 200 characters"
 	}
-	if len(in.Address) > 500 {
+	if longer(in.Address, 500) {
 		f["address"] = "must be at most 500 characters"
 	}
 	validateCoords(f, in.Latitude, in.Longitude)
@@ -90,11 +90,11 @@ func (p *StationPatch) Validate() error {
 		p.Name = &n
 		if n == "" {
 			f["name"] = "must not be empty"
-		} else if len(n) > 200 {
+		} else if longer(n, 200) {
 			f["name"] = "must be at most 200 characters"
 		}
 	}
-	if p.Address != nil && len(*p.Address) > 500 {
+	if p.Address != nil && longer(*p.Address, 500) {
 		f["address"] = "must be at most 500 characters"
 	}
 	if p.Latitude != nil && (*p.Latitude < -90 || *p.Latitude > 90) {
@@ -106,7 +106,7 @@ func (p *StationPatch) Validate() error {
 	if p.Status != nil && !p.Status.Valid() {
 		f["status"] = "must be open, closed or maintenance"
 	}
-	if p.Message != nil && len(*p.Message) > 1000 {
+	if p.Message != nil && longer(*p.Message, 1000) {
 		f["message"] = "must be at most 1000 characters"
 	}
 	return ValidationError(f)

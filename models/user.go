@@ -4,6 +4,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Role is what a user may do.
@@ -18,8 +19,12 @@ const (
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool { return r == RoleUser || r == RoleAdmin }
 
-// MinPasswordLength is the shortest accepted password.
-const MinPasswordLength = 8
+// Password limits: at least MinPasswordLength characters, and at most
+// MaxPasswordBytes bytes, all that bcrypt reads.
+const (
+	MinPasswordLength = 8
+	MaxPasswordBytes  = 72
+)
 
 // User is a rider or an operator. PasswordHash never leaves the server.
 type User struct {
@@ -47,15 +52,22 @@ func ValidateRegistration(email, password, name string) error {
 	}
 	if password == "" {
 		f["password"] = "is required"
-	} else if len(password) < MinPasswordLength {
+	} else if utf8.RuneCountInString(password) < MinPasswordLength {
 		f["password"] = "must be at least 8 characters"
-	} else if len(password) > 72 {
+	} else if len(password) > MaxPasswordBytes {
 		f["password"] = "must be at most 72 bytes"
 	}
 	if strings.TrimSpace(name) == "" {
 		f["name"] = "is required"
-	} else if len(name) > 200 {
+	} else if longer(name, 200) {
 		f["name"] = "must be at most 200 characters"
 	}
 	return ValidationError(f)
+}
+
+// longer reports whether s has more than n characters (runes, not bytes:
+// the limits the API states are in characters, and a name in Cyrillic or
+// Chinese takes two or three bytes a character).
+func longer(s string, n int) bool {
+	return len(s) > n && utf8.RuneCountInString(s) > n
 }
