@@ -35,36 +35,31 @@ func TestNotificationCreate(t *testing.T) {
 				},
 			},
 			{
-				name: "level defaults to info", given: admin, when: map[string]any{"user_id": uid, "title": "T", "message": "M"},
-				want: func(t *testing.T, r response) {
-					r.want(t, http.StatusCreated)
-					if r.Body["level"] != "info" {
-						t.Fatalf("level %v, want info", r.Body["level"])
-					}
-				},
+				name: "without level", given: admin, when: map[string]any{"user_id": uid, "title": "T", "message": "M"},
+				want: func(t *testing.T, r response) { wantFields(t, r, "level") },
 			},
 			{
-				name: "user", given: user, when: map[string]any{"user_id": uid, "title": "T", "message": "M"},
+				name: "user", given: user, when: map[string]any{"user_id": uid, "title": "T", "message": "M", "level": "info"},
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusForbidden, "forbidden") },
 			},
 			{
-				name: "anonymous", when: map[string]any{"user_id": uid, "title": "T", "message": "M"},
+				name: "anonymous", when: map[string]any{"user_id": uid, "title": "T", "message": "M", "level": "info"},
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusUnauthorized, "unauthorized") },
 			},
 			{
 				name: "missing fields", given: admin, when: map[string]any{},
-				want: func(t *testing.T, r response) { wantFields(t, r, "user_id", "title", "message") },
+				want: func(t *testing.T, r response) { wantFields(t, r, "user_id", "title", "message", "level") },
 			},
 			{
 				name: "bad level", given: admin, when: map[string]any{"user_id": uid, "title": "T", "message": "M", "level": "debug"},
 				want: func(t *testing.T, r response) { wantFields(t, r, "level") },
 			},
 			{
-				name: "unknown user", given: admin, when: map[string]any{"user_id": uid + 1000, "title": "T", "message": "M"},
+				name: "unknown user", given: admin, when: map[string]any{"user_id": uid + 1000, "title": "T", "message": "M", "level": "info"},
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusNotFound, "not_found") },
 			},
 			{
-				name: "user_id as a string", given: admin, when: map[string]any{"user_id": fmt.Sprint(uid), "title": "T", "message": "M"},
+				name: "user_id as a string", given: admin, when: map[string]any{"user_id": fmt.Sprint(uid), "title": "T", "message": "M", "level": "info"},
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusBadRequest, "invalid_request") },
 			},
 		}
@@ -82,7 +77,7 @@ func TestNotificationList(t *testing.T) {
 		user, uid := e.newUser(t)
 		other, otherID := e.newUser(t)
 		send := func(to int64, title string) int64 {
-			r := e.do(t, http.MethodPost, "/api/v1/notifications", admin, map[string]any{"user_id": to, "title": title, "message": "m"}).
+			r := e.do(t, http.MethodPost, "/api/v1/notifications", admin, map[string]any{"user_id": to, "title": title, "message": "m", "level": "info"}).
 				want(t, http.StatusCreated)
 			return id(t, r.Body, "id")
 		}
@@ -144,7 +139,7 @@ func TestNotificationRead(t *testing.T) {
 		admin, _ := e.newAdmin(t)
 		owner, uid := e.newUser(t)
 		other, _ := e.newUser(t)
-		nid := id(t, e.do(t, http.MethodPost, "/api/v1/notifications", admin, map[string]any{"user_id": uid, "title": "T", "message": "M"}).
+		nid := id(t, e.do(t, http.MethodPost, "/api/v1/notifications", admin, map[string]any{"user_id": uid, "title": "T", "message": "M", "level": "info"}).
 			want(t, http.StatusCreated).Body, "id")
 		path := fmt.Sprintf("/api/v1/notifications/%d/read", nid)
 

@@ -327,7 +327,7 @@ func TestPrivacy(t *testing.T) {
 				return e.do(t, http.MethodPost, fmt.Sprintf("/api/v1/stations/%d/batteries", sid), admin, map[string]any{"serial_number": serial, "charge_percent": 5})
 			}, http.StatusConflict},
 			{"notification to nobody", func(t *testing.T) response {
-				return e.do(t, http.MethodPost, "/api/v1/notifications", admin, map[string]any{"user_id": uid + 1000, "title": "T", "message": "M"})
+				return e.do(t, http.MethodPost, "/api/v1/notifications", admin, map[string]any{"user_id": uid + 1000, "title": "T", "message": "M", "level": "info"})
 			}, http.StatusNotFound},
 			{"huge id", func(t *testing.T) response {
 				return e.do(t, http.MethodGet, "/api/v1/stations/9223372036854775807", "", nil)
@@ -345,10 +345,10 @@ func TestPrivacy(t *testing.T) {
 				return e.do(t, http.MethodPost, "/api/v1/auth/login", "", `{"email":"a\u0000@example.com","password":"12345678"}`)
 			}, http.StatusBadRequest},
 			{"an escaped backslash before u0000 is text", func(t *testing.T) response {
-				return e.do(t, http.MethodPost, "/api/v1/stations", admin, `{"name":"C:\\u0000","latitude":1,"longitude":2}`)
+				return e.do(t, http.MethodPost, "/api/v1/stations", admin, `{"name":"C:\\u0000","address":"a","latitude":1,"longitude":2}`)
 			}, http.StatusCreated},
 			{"invalid UTF-8 in a name", func(t *testing.T) response {
-				return e.do(t, http.MethodPost, "/api/v1/stations", admin, []byte("{\"name\":\"bad\xff\xfe\",\"latitude\":1,\"longitude\":2}"))
+				return e.do(t, http.MethodPost, "/api/v1/stations", admin, []byte("{\"name\":\"bad\xff\xfe\",\"address\":\"a\",\"latitude\":1,\"longitude\":2}"))
 			}, http.StatusCreated},
 		}
 		for _, tt := range tests {

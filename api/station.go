@@ -41,7 +41,7 @@ func (s *Server) handleStationGet(c echo.Context) error {
 
 type stationCreateRequest struct {
 	Name      *string               `json:"name"`
-	Address   string                `json:"address"`
+	Address   *string               `json:"address"`
 	Latitude  *float64              `json:"latitude"`
 	Longitude *float64              `json:"longitude"`
 	Status    *models.StationStatus `json:"status"`
@@ -52,10 +52,10 @@ func (s *Server) handleStationCreate(c echo.Context) error {
 	if err := bindJSON(c, &req, false); err != nil {
 		return err
 	}
-	if err := models.ValidationError(required(map[string]any{"name": req.Name, "latitude": req.Latitude, "longitude": req.Longitude})); err != nil {
+	if err := models.ValidationError(required(map[string]any{"name": req.Name, "address": req.Address, "latitude": req.Latitude, "longitude": req.Longitude})); err != nil {
 		return err
 	}
-	in := models.StationInput{Name: *req.Name, Address: req.Address, Latitude: *req.Latitude, Longitude: *req.Longitude}
+	in := models.StationInput{Name: *req.Name, Address: *req.Address, Latitude: *req.Latitude, Longitude: *req.Longitude}
 	if req.Status != nil {
 		in.Status = *req.Status
 		if in.Status == "" {

@@ -196,7 +196,11 @@ func TestStationCreate(t *testing.T) {
 			},
 			{
 				name: "without address", given: admin, when: with("address", nil),
-				want: func(t *testing.T, r response) { r.want(t, http.StatusCreated) },
+				want: func(t *testing.T, r response) { wantFields(t, r, "address") },
+			},
+			{
+				name: "blank address", given: admin, when: with("address", "  "),
+				want: func(t *testing.T, r response) { wantFields(t, r, "address") },
 			},
 			{
 				name: "user", given: user, when: valid,
@@ -208,7 +212,7 @@ func TestStationCreate(t *testing.T) {
 			},
 			{
 				name: "missing fields", given: admin, when: map[string]any{},
-				want: func(t *testing.T, r response) { wantFields(t, r, "name", "latitude", "longitude") },
+				want: func(t *testing.T, r response) { wantFields(t, r, "name", "address", "latitude", "longitude") },
 			},
 			{
 				name: "blank name", given: admin, when: with("name", "   "),
@@ -316,6 +320,19 @@ func TestStationUpdate(t *testing.T) {
 			{
 				name: "empty name", given: admin, when: map[string]any{"name": " "},
 				want: func(t *testing.T, before, after map[string]any, r response) { wantFields(t, r, "name") },
+			},
+			{
+				name: "empty address", given: admin, when: map[string]any{"address": ""},
+				want: func(t *testing.T, before, after map[string]any, r response) { wantFields(t, r, "address") },
+			},
+			{
+				name: "nothing to change", given: admin, when: map[string]any{},
+				want: func(t *testing.T, before, after map[string]any, r response) {
+					wantError(t, r, http.StatusUnprocessableEntity, "validation_failed")
+					if after["updated_at"] != before["updated_at"] {
+						t.Errorf("an empty patch touched the station: updated_at %v -> %v", before["updated_at"], after["updated_at"])
+					}
+				},
 			},
 			{
 				name: "latitude out of range", given: admin, when: map[string]any{"latitude": 100},

@@ -58,7 +58,7 @@ func (in *NotificationInput) Validate() error {
 		f["message"] = "must be at most 2000 characters"
 	}
 	if in.Level == "" {
-		in.Level = LevelInfo
+		f["level"] = "is required"
 	} else if !in.Level.Valid() {
 		f["level"] = "must be info, warning or error"
 	}

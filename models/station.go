@@ -60,7 +60,10 @@ func (in *StationInput) Validate() error {
 	} else if longer(in.Name, 200) {
 		f["name"] = "must be at most 200 characters"
 	}
-	if longer(in.Address, 500) {
+	in.Address = strings.TrimSpace(in.Address)
+	if in.Address == "" {
+		f["address"] = "is required"
+	} else if longer(in.Address, 500) {
 		f["address"] = "must be at most 500 characters"
 	}
 	validateCoords(f, in.Latitude, in.Longitude)
@@ -85,6 +88,9 @@ type StationPatch struct {
 // Validate checks the fields that are present.
 func (p *StationPatch) Validate() error {
 	f := map[string]string{}
+	if *p == (StationPatch{}) {
+		f["name"] = "name, address, latitude, longitude, status or message is required"
+	}
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
 		p.Name = &n
@@ -94,8 +100,14 @@ func (p *StationPatch) Validate() error {
 			f["name"] = "must be at most 200 characters"
 		}
 	}
-	if p.Address != nil && longer(*p.Address, 500) {
-		f["address"] = "must be at most 500 characters"
+	if p.Address != nil {
+		a := strings.TrimSpace(*p.Address)
+		p.Address = &a
+		if a == "" {
+			f["address"] = "must not be empty"
+		} else if longer(a, 500) {
+			f["address"] = "must be at most 500 characters"
+		}
 	}
 	if p.Latitude != nil && (*p.Latitude < -90 || *p.Latitude > 90) {
 		f["latitude"] = "must be between -90 and 90"

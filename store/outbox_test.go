@@ -37,7 +37,7 @@ func TestEveryChangeWritesItsContractEvents(t *testing.T) {
 			want string // station events, then user events
 		}{
 			{"create station", func() (err error) {
-				st, err = f.s.CreateStation(f.ctx, models.StationInput{Name: "Fields", Latitude: 1, Longitude: 1})
+				st, err = f.s.CreateStation(f.ctx, models.StationInput{Name: "Fields", Address: "1 Field Rd", Latitude: 1, Longitude: 1})
 				return err
 			}, "station_status,inventory_update|"},
 			{"add battery", func() error {

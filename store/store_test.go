@@ -512,7 +512,7 @@ func TestUnreadSnapshotHoldsTheNewest(t *testing.T) {
 	eachDialect(t, func(t *testing.T, f *fixture) {
 		u := f.user("many@example.com")
 		for i := range 5 {
-			if _, err := f.s.CreateNotification(f.ctx, models.NotificationInput{UserID: u.ID, Title: fmt.Sprintf("n%d", i), Message: "m"}); err != nil {
+			if _, err := f.s.CreateNotification(f.ctx, models.NotificationInput{UserID: u.ID, Title: fmt.Sprintf("n%d", i), Message: "m", Level: models.LevelInfo}); err != nil {
 				t.Fatal(err)
 			}
 		}
