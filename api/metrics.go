@@ -27,6 +27,10 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		}, []string{"code"}),
 	}
 	reg.MustRegister(m.duration, m.bookings)
+	// The outcomes an alert watches exist from the start, at 0.
+	for _, code := range []string{"ok", "replayed", string(models.CodeNoBatteryAvailable), string(models.CodeActiveBookingExists), string(models.CodeStationUnavailable)} {
+		m.bookings.WithLabelValues(code)
+	}
 	return m
 }
 

@@ -441,3 +441,18 @@ func TestCrossOriginWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsStartAtZero: a fresh instance already has the booking
+// outcomes an alert watches, at 0; "no data" is not 0 to an alert rule.
+func TestMetricsStartAtZero(t *testing.T) {
+	e := newAPIEnv(t, "sqlite", nil)
+	text := string(e.do(t, http.MethodGet, "/metrics", "", nil).want(t, http.StatusOK).Raw)
+	for _, want := range []string{
+		`batteryswap_booking_outcomes_total{code="ok"} 0`,
+		`batteryswap_booking_outcomes_total{code="no_battery_available"} 0`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("a fresh /metrics lacks %s", want)
+		}
+	}
+}

@@ -34,6 +34,7 @@ const (
 var errStreamEnded = errors.New("stream ended")
 
 // Transport names, as metrics label them.
+// stream.Transports lists them all.
 const (
 	transportSSE    = "sse"
 	transportWS     = "websocket"

@@ -18,11 +18,15 @@ type Metrics struct {
 	relayLag      prometheus.Histogram
 }
 
+// Transports are the stream transports the metrics label.
+var Transports = []string{"sse", "websocket", "poll", "ndjson"}
+
 // NewMetrics creates the collectors and registers them with reg; a nil reg
-// leaves them unregistered.
+// leaves them unregistered. Every transport's series exists from the start,
+// at 0, so a dashboard or an alert reads 0 rather than no data.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		open: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "batteryswap_stream_open",
 			Help: "Open live streams by transport.",
@@ -49,6 +53,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
 	}
+	for _, t := range Transports {
+		m.open.WithLabelValues(t)
+		m.delivered.WithLabelValues(t)
+	}
+	return m
 }
 
 // StreamOpened counts a stream of the given transport (sse, websocket, poll,

@@ -35,10 +35,13 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]float64{
-		"batteryswap_stream_open/sse":               1,
-		"batteryswap_events_delivered_total/ndjson": 3,
+		"batteryswap_stream_open/sse":                  1,
+		"batteryswap_events_delivered_total/ndjson":    3,
+		"batteryswap_stream_open/websocket":            0,
+		"batteryswap_events_delivered_total/poll":      0,
+		"batteryswap_events_delivered_total/websocket": 0,
 	} {
-		if got[name] != want {
+		if v, ok := got[name]; !ok || v != want {
 			t.Errorf("%s = %v, want %v", name, got[name], want)
 		}
 	}
