@@ -80,12 +80,9 @@ func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string
 }
 
 func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return fmt.Errorf("usage: batteryswap users create --email E --password P [--name N] [--admin]")
-	}
 	var email, password, name string
 	var admin bool
-	cfg, _, err := parse("users create", args[1:], getenv, stderr, 0, func(fs *flag.FlagSet) {
+	cfg, words, err := parse("users create", args, getenv, stderr, 1, func(fs *flag.FlagSet) {
 		fs.StringVar(&email, "email", "", "e-mail address (required)")
 		fs.StringVar(&password, "password", "", "password, 8+ characters (required)")
 		fs.StringVar(&name, "name", "", "display name (default: the part of the e-mail before @)")
@@ -93,6 +90,9 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	if err != nil {
 		return err
+	}
+	if len(words) != 1 || words[0] != "create" {
+		return fmt.Errorf("usage: batteryswap users create --email E --password P [--name N] [--admin]")
 	}
 	email = models.NormalizeEmail(email)
 	if name == "" {

@@ -91,6 +91,15 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	if err := run(ctx, []string{"migrate", "status"}, env, &out, &errb); err != nil || !strings.Contains(out.String(), "applied") {
 		t.Fatalf("migrate status: %v %q", err, out.String())
 	}
+	// Configuration flags before the command word, with the environment empty.
+	out.Reset()
+	if err := run(ctx, []string{"--database-url", db, "migrate", "status"}, envOf(nil), &out, &errb); err != nil || !strings.Contains(out.String(), "applied") {
+		t.Fatalf("--database-url DB migrate status: %v %q", err, out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"--database-url=" + db, "users", "create", "--email", "early@example.com", "--password", "operator-pass"}, envOf(nil), &out, &errb); err != nil {
+		t.Fatalf("--database-url=DB users create: %v", err)
+	}
 	out.Reset()
 	if err := run(ctx, []string{"users", "create", "--email", "Op@Example.com", "--password", "operator-pass", "--admin"}, env, &out, &errb); err != nil {
 		t.Fatalf("users create: %v", err)
@@ -405,5 +414,26 @@ func TestBootstrapAdmin(t *testing.T) {
 	}
 	if log, err = start(map[string]string{"ADMIN_EMAIL": "ria@example.com", "ADMIN_PASSWORD": "admin-password"}); err != nil || strings.Contains(log, "existing account") {
 		t.Fatalf("an admin already: %v, logged %q", err, log)
+	}
+}
+
+func TestCommandAt(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{nil, -1},
+		{[]string{"migrate", "up"}, 0},
+		{[]string{"--database-url", "x.db", "migrate", "status"}, 2},
+		{[]string{"--database-url=x.db", "users", "create"}, 1},
+		{[]string{"-addr", "serve"}, -1}, // "serve" is the address given
+		{[]string{"--addr", ":1", "serve"}, 2},
+		{[]string{"--email", "a@b.c", "users"}, -1}, // not a configuration flag
+		{[]string{"frobnicate"}, -1},
+		{[]string{"--", "migrate"}, -1},
+	} {
+		if got := commandAt(tt.args); got != tt.want {
+			t.Errorf("commandAt(%q) = %d, want %d", tt.args, got, tt.want)
+		}
 	}
 }

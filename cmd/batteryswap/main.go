@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -37,7 +39,8 @@ Usage:
 
 serve, migrate, broadcast and users take the configuration flags (run
 "batteryswap serve -h" to list them); watch takes its own ("watch -h").
-Flags may come before or after a command's words.
+Flags may come before or after a command's words; the configuration flags
+also before the command (batteryswap --database-url URL migrate status).
 `
 
 // run dispatches a sub-command. It is main without the process: tests call it.
@@ -45,8 +48,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 		cmd, args = "help", nil
-	} else if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	} else if i := commandAt(args); i >= 0 {
+		cmd, args = args[i], append(args[:i:i], args[i+1:]...)
 	}
 	switch cmd {
 	case "serve":
@@ -65,6 +68,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// commands are the words run dispatches on.
+var commands = []string{"serve", "migrate", "broadcast", "watch", "users", "help"}
+
+// commandAt finds the command word in args: the first word, after any
+// configuration flags (batteryswap --database-url X migrate status), or -1
+// when there is none and serve is meant. Every configuration flag takes a
+// value, so "--addr serve" is a flag and its value, not the command.
+func commandAt(args []string) int {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			if a != "--" && slices.Contains(commands, a) {
+				return i
+			}
+			return -1
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !slices.ContainsFunc(settings, func(s setting) bool { return s.flag == name }) {
+			return -1 // not a configuration flag: the command's flag parsing reports it
+		}
+		if !hasValue {
+			i++ // its value
+		}
+	}
+	return -1
 }
 
 // parse registers the configuration flags plus extra ones on a new flag set,
