@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,8 +22,11 @@ func TestParseCursor(t *testing.T) {
 		{name: "an id", given: "42", want: 42, wantOK: true},
 		{name: "leading zeros", given: "007", want: 7, wantOK: true},
 		{name: "largest", given: "9223372036854775807", want: 1<<63 - 1, wantOK: true},
-		{name: "overflow", given: "9223372036854775808", bad: true},
-		{name: "negative", given: "-1", bad: true},
+		{name: "overflow: unknown, above every id", given: "9223372036854775808", want: 1<<63 - 1, wantOK: true},
+		{name: "far overflow", given: "99999999999999999999999", want: 1<<63 - 1, wantOK: true},
+		{name: "negative: unknown, below every id", given: "-5", want: -1, wantOK: true},
+		{name: "a lone minus", given: "-", bad: true},
+		{name: "two minus signs", given: "--1", bad: true},
 		{name: "plus sign", given: "+1", bad: true},
 		{name: "space", given: " 1", bad: true},
 		{name: "fraction", given: "1.5", bad: true},
@@ -62,8 +66,18 @@ func FuzzParseCursor(f *testing.F) {
 			if v, perr := strconv.ParseInt(s, 10, 64); perr == nil && v >= 0 && strings.Trim(s, "0123456789") == "" {
 				t.Fatalf("ParseCursor(%q) refused the id %d", s, v)
 			}
+		case !ok:
+			t.Fatalf("ParseCursor(%q) = %d, not ok, no error", s, n)
+		case strings.HasPrefix(s, "-"):
+			if n != -1 || strings.Trim(s[1:], "0123456789") != "" {
+				t.Fatalf("ParseCursor(%q) = %d, want -1 for a negative number", s, n)
+			}
+		case n == math.MaxInt64:
+			if strings.Trim(s, "0123456789") != "" {
+				t.Fatalf("ParseCursor(%q) = %d for a non-number", s, n)
+			}
 		default:
-			if !ok || n < 0 || strings.TrimLeft(s, "0") != strings.TrimLeft(strconv.FormatInt(n, 10), "0") {
+			if n < 0 || strings.TrimLeft(s, "0") != strings.TrimLeft(strconv.FormatInt(n, 10), "0") {
 				t.Fatalf("ParseCursor(%q) = %d, %v", s, n, ok)
 			}
 		}

@@ -94,7 +94,7 @@ func TestStreamAuthAndPrivacy(t *testing.T) {
 		{"unknown station", "/stream/stations/999", "", 404, "not_found"},
 		{"unknown topic", "/stream?topics=everything", "", 400, "invalid_request"},
 		{"no topics", "/stream", "", 422, "validation_failed"},
-		{"garbage cursor", "/stream/stations?transport=poll&since=-1", "", 400, "invalid_cursor"},
+		{"garbage cursor", "/stream/stations?transport=poll&since=1.5", "", 400, "invalid_cursor"},
 		{"poll timeout too long", "/stream/stations?transport=poll&timeout=61", "", 422, "validation_failed"},
 	}
 	for _, tt := range tests {
@@ -156,6 +156,14 @@ func TestCursorPrecedenceAndRetentionReset(t *testing.T) {
 	events, last := poll(t, in.url+"/stream/stations?transport=poll&since=2")
 	if len(events) != 1 || events[0].Type != "snapshot" || events[0].Data["reset"] != true || last != "6" {
 		t.Fatalf("old cursor got %+v last %s", events, last)
+	}
+	// Numbers no event can have are unknown cursors too (CONTRACT §4): only
+	// a cursor that is not a number is 400.
+	for _, cursor := range []string{"-5", "99999999999999999999999"} {
+		events, last = poll(t, in.url+"/stream/stations?transport=poll&since="+cursor)
+		if len(events) != 1 || events[0].Type != "snapshot" || events[0].Data["reset"] != true || last != "6" {
+			t.Fatalf("cursor %s got %+v last %s", cursor, events, last)
+		}
 	}
 	// A cursor at the trim point still resumes (nothing lost).
 	events, _ = poll(t, in.url+"/stream/stations?transport=poll&since=6&timeout=0")
