@@ -34,7 +34,7 @@ func (s *Store) WarnExpiring(ctx context.Context) (int, error) {
 		left := b.ExpiresAt.Sub(now).Round(time.Second)
 		o.bookingEvent(b, st, models.EventBookingExpiring, "Booking expiring",
 			fmt.Sprintf("Your booking at %s expires in %s.", st.Name, left), models.LevelWarning,
-			map[string]any{"expires_at": b.ExpiresAt.UTC().Format(time.RFC3339)})
+			map[string]any{"expires_at": b.ExpiresAt.UTC()}) // as precise as the booking's own
 		return true, o.flush()
 	})
 }

@@ -398,6 +398,7 @@ func TestExpiryWarnsOnceAndExpiresOnceWithRacingExpirers(t *testing.T) {
 	eachDialect(t, func(t *testing.T, f *fixture) {
 		rider := f.user("late@example.com")
 		st := f.station("Delta", 90)
+		f.clock.Advance(123456 * time.Microsecond) // a hold that ends mid-second
 		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
 		if err != nil {
 			t.Fatal(err)
@@ -443,7 +444,8 @@ func TestExpiryWarnsOnceAndExpiresOnceWithRacingExpirers(t *testing.T) {
 		if got := strings.Join(types(evs), ","); got != "booking_expiring,inventory_update,booking_expired" {
 			t.Fatalf("events = %s", got)
 		}
-		if payload(t, evs[0])["expires_at"] != b.ExpiresAt.UTC().Format(time.RFC3339) {
+		// The same instant as the booking's own expires_at, as JSON gives it.
+		if payload(t, evs[0])["expires_at"] != got.ExpiresAt.UTC().Format(time.RFC3339Nano) {
 			t.Fatalf("booking_expiring = %v", payload(t, evs[0]))
 		}
 	})
