@@ -2,8 +2,10 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -506,6 +508,73 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 	return c.JSON(http.StatusOK, map[string]any{"events": events, "last_event_id": strconv.FormatInt(last, 10)})
 }
 
+// checkHandshake refuses, as a JSON error like every other, a WebSocket
+// handshake that websocket.Accept would refuse in plain text: the checks of
+// RFC 6455 §4.2.1 that the library makes, made first.
+func checkHandshake(c echo.Context) error {
+	r := c.Request()
+	bad := func(format string, args ...any) error {
+		return models.Errorf(models.CodeInvalidRequest, "WebSocket handshake: "+format, args...)
+	}
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return bad("needs HTTP/1.1, not %s", r.Proto)
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return bad("the Connection header must contain Upgrade")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		c.Response().Header().Set("Sec-WebSocket-Version", "13")
+		return bad("Sec-WebSocket-Version must be 13")
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return bad("needs one Sec-WebSocket-Key header")
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return bad("Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
+}
+
+// headerHasToken reports whether a comma-separated header holds token, in
+// any case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxClientMessage caps a client's WebSocket message: a ping is a few dozen
+// bytes.
+const maxClientMessage = 8 << 10
+
+var errMessageTooBig = errors.New("message too big")
+
+// readClientMessage reads one message of at most maxClientMessage bytes. A
+// longer one is read to its end and dropped, with errMessageTooBig: its
+// bytes pass through a small buffer, never held whole.
+func readClientMessage(ctx context.Context, conn *websocket.Conn) (websocket.MessageType, []byte, error) {
+	typ, r, err := conn.Reader(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxClientMessage+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(data) > maxClientMessage {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return 0, nil, err
+		}
+		return typ, nil, errMessageTooBig
+	}
+	return typ, data, nil
+}
+
 type wsClientMessage struct {
 	Type      string          `json:"type"`
 	Timestamp json.RawMessage `json:"timestamp"`
@@ -517,6 +586,9 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	r := c.Request()
 	if !s.originAllowed(r) {
 		return models.Errorf(models.CodeForbidden, "origin %q may not open a WebSocket here", r.Header.Get("Origin"))
+	}
+	if err := checkHandshake(c); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	sub, intro, _, err := s.open(ctx, req)
@@ -530,7 +602,10 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 		return errStreamEnded
 	}
 	defer conn.CloseNow()
-	conn.SetReadLimit(8 << 10)
+	// Client messages are capped by hand below, so that an oversized one is
+	// answered with an error and the socket stays open (CONTRACT §4), where
+	// the library's limit would close it with 1009.
+	conn.SetReadLimit(-1)
 	s.cfg.StreamMetrics.StreamOpened(transportWS)
 	defer s.cfg.StreamMetrics.StreamClosed(transportWS)
 
@@ -550,7 +625,11 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	go func() {
 		defer cancel()
 		for {
-			typ, data, err := conn.Read(sock)
+			typ, data, err := readClientMessage(sock, conn)
+			if errors.Is(err, errMessageTooBig) {
+				_ = send([]byte(`{"type":"error","message":"messages are at most 8 KiB"}`))
+				continue
+			}
 			if err != nil {
 				return
 			}

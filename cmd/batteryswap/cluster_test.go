@@ -430,6 +430,15 @@ func TestClusterDeliversOnEveryTransportWithTheSameIDs(t *testing.T) {
 	if e := next(t, ws); e.Type != "pong" || e.Data["timestamp"] != "x" {
 		t.Fatalf("socket closed after bad input: %v", e.Data)
 	}
+	// An oversized message is refused, and the socket stays open too.
+	_ = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","timestamp":"`+strings.Repeat("x", 20000)+`"}`))
+	if e := next(t, ws); e.Type != "error" || !strings.Contains(fmt.Sprint(e.Data["message"]), "8 KiB") {
+		t.Fatalf("reply to 20 KB = %v", e.Data)
+	}
+	_ = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","timestamp":7}`))
+	if e := next(t, ws); e.Type != "pong" || e.Data["timestamp"] != 7.0 {
+		t.Fatalf("socket closed after an oversized message: %v", e.Data)
+	}
 }
 
 func TestClusterResumeOnTheOtherInstance(t *testing.T) {

@@ -187,6 +187,44 @@ func TestWebSocketOriginCheck(t *testing.T) {
 	conn.CloseNow()
 }
 
+// TestWebSocketHandshakeErrorsAreJSON: a broken handshake is refused like
+// any other bad request (CONTRACT §2), not in the library's plain text.
+func TestWebSocketHandshakeErrorsAreJSON(t *testing.T) {
+	in := singleInstance(t, nil)
+	good := map[string]string{"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+	for _, tt := range []struct{ name, header, value string }{
+		{"no Connection: Upgrade", "Connection", ""},
+		{"version 8", "Sec-WebSocket-Version", "8"},
+		{"no key", "Sec-WebSocket-Key", ""},
+		{"a key of 5 bytes", "Sec-WebSocket-Key", "aGVsbG8="},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, in.url+"/stream/stations", nil)
+			for k, v := range good {
+				req.Header.Set(k, v)
+			}
+			req.Header.Del(tt.header)
+			if tt.value != "" {
+				req.Header.Set(tt.header, tt.value)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var e struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.NewDecoder(res.Body).Decode(&e); err != nil || res.StatusCode != http.StatusBadRequest || e.Error.Code != "invalid_request" {
+				t.Fatalf("status %d, %v, error %+v", res.StatusCode, err, e.Error)
+			}
+			if tt.header == "Sec-WebSocket-Version" && res.Header.Get("Sec-WebSocket-Version") != "13" {
+				t.Errorf("no Sec-WebSocket-Version: 13 in the refusal")
+			}
+		})
+	}
+}
+
 func TestStreamCapPerClient(t *testing.T) {
 	in := singleInstance(t, map[string]string{"MAX_STREAMS_PER_CLIENT": "2"})
 	setup(t, in, in.app.store)
