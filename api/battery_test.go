@@ -3,6 +3,7 @@ package api_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -112,7 +113,12 @@ func TestBatteryCreate(t *testing.T) {
 			},
 			{
 				name: "fractional charge", given: admin, when: map[string]any{"serial_number": "SN-Q", "charge_percent": 50.5},
-				want: func(t *testing.T, r response) { wantError(t, r, http.StatusBadRequest, "invalid_request") },
+				want: func(t *testing.T, r response) {
+					ev := wantError(t, r, http.StatusBadRequest, "invalid_request")
+					if msg, _ := ev["message"].(string); !strings.Contains(msg, "whole number") {
+						t.Errorf("message %q does not say a whole number is wanted", msg)
+					}
+				},
 			},
 			{
 				name: "status cannot be set", given: admin, when: map[string]any{"serial_number": "SN-S", "charge_percent": 10, "status": "available"},

@@ -109,7 +109,9 @@ func describeJSONError(err error) string {
 
 func jsonKind(k string) string {
 	switch k {
-	case "int", "int64", "int32", "float64", "float32":
+	case "int", "int64", "int32":
+		return "a whole number"
+	case "float64", "float32":
 		return "a number"
 	case "string":
 		return "a string"

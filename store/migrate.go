@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -55,16 +56,19 @@ func (s *Store) MigrationsPending(ctx context.Context) (bool, error) {
 	return pending, nil
 }
 
-// MigrateDown rolls back the latest migration.
-func (s *Store) MigrateDown(ctx context.Context) error {
+// MigrateDown rolls back the latest migration. It reports false, and no
+// error, when no migration is applied.
+func (s *Store) MigrateDown(ctx context.Context) (rolledBack bool, err error) {
 	p, err := s.provider()
 	if err != nil {
-		return fmt.Errorf("store: migrations: %w", err)
+		return false, fmt.Errorf("store: migrations: %w", err)
 	}
-	if _, err := p.Down(ctx); err != nil {
-		return fmt.Errorf("store: migrate down: %w", err)
+	if _, err := p.Down(ctx); errors.Is(err, goose.ErrNoNextVersion) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("store: migrate down: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // MigrationStatus writes one line per migration: version, state, file.

@@ -29,9 +29,12 @@ func TestMigrationsGoDownAndUpAgain(t *testing.T) {
 				t.Fatalf("status after up (want %d applied):\n%s %v", len(files), status.String(), err)
 			}
 			for range files {
-				if err := s.MigrateDown(ctx); err != nil {
-					t.Fatalf("down: %v", err)
+				if ok, err := s.MigrateDown(ctx); err != nil || !ok {
+					t.Fatalf("down: %v, %v", ok, err)
 				}
+			}
+			if ok, err := s.MigrateDown(ctx); err != nil || ok {
+				t.Fatalf("down with nothing applied: rolled back %v, %v; want false, nil", ok, err)
 			}
 			if _, err := s.CreateUser(ctx, "a@example.com", "A", "h", models.RoleUser); err == nil {
 				t.Fatal("users table still there after migrating down")

@@ -39,8 +39,13 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		fmt.Fprintln(stdout, "migrations applied")
 	case "down":
-		if err := s.MigrateDown(ctx); err != nil {
+		rolledBack, err := s.MigrateDown(ctx)
+		if err != nil {
 			return err
+		}
+		if !rolledBack {
+			fmt.Fprintln(stdout, "nothing to roll back: no migration is applied")
+			return nil
 		}
 		fmt.Fprintln(stdout, "rolled back one migration")
 	case "status":
@@ -123,7 +128,7 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return describe(err)
 	}
-	fmt.Fprintf(stdout, "created %s user %d <%s>\n", u.Role, u.ID, u.Email)
+	fmt.Fprintf(stdout, "created user %d <%s>, role %s\n", u.ID, u.Email, u.Role)
 	return nil
 }
 

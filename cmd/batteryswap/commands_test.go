@@ -104,7 +104,7 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	if err := run(ctx, []string{"users", "create", "--email", "Op@Example.com", "--password", "operator-pass", "--admin"}, env, &out, &errb); err != nil {
 		t.Fatalf("users create: %v", err)
 	}
-	if !strings.Contains(out.String(), "created admin user") || !strings.Contains(out.String(), "op@example.com") {
+	if !strings.Contains(out.String(), "role admin") || !strings.Contains(out.String(), "op@example.com") {
 		t.Fatalf("users create said %q", out.String())
 	}
 	err := run(ctx, []string{"users", "create", "--email", "op@example.com", "--password", "operator-pass"}, env, &out, &errb)
