@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
 	"batteryswap/models"
 	"batteryswap/store"
 	"batteryswap/store/storetest"
@@ -709,6 +711,31 @@ func (f *fixture) waitForLockWaiters(n int64) {
 		}
 		if time.Now().After(deadline) {
 			f.t.Fatalf("%d sessions wait for a lock, want %d", waiting, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitForBlockedBy waits until n sessions wait for a lock that the
+// transaction tx holds.
+func (f *fixture) waitForBlockedBy(tx *gorm.DB, n int64) {
+	f.t.Helper()
+	var holder int64
+	if err := tx.Raw("SELECT pg_backend_pid()").Scan(&holder).Error; err != nil {
+		f.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int64
+		if err := f.s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND ? = ANY(pg_blocking_pids(pid))`, holder).Scan(&waiting).Error; err != nil {
+			f.t.Fatal(err)
+		}
+		if waiting == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%d sessions wait for a lock of session %d, want %d", waiting, holder, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

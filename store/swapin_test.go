@@ -248,8 +248,12 @@ func TestPackMovedOnWhileABookingWaits(t *testing.T) {
 	})
 	f.waitForLockWaiters(2)
 	holdB.Rollback()
-	first.Wait()            // X moved from B to A
-	f.waitForLockWaiters(1) // the second swap moved X on and waits for holdC
+	first.Wait() // X moved from B to A
+	// The second swap moved X on and waits for holdC. Counted by who blocks
+	// it: a bare count of waiters also matches the moment just before, the
+	// second swap still queued for B's lock, and a booking started then
+	// could take X first.
+	f.waitForBlockedBy(holdC, 1)
 	var bk *models.Booking
 	var bkErr error
 	booking.Go(func() { bk, _, bkErr = f.s.CreateBooking(f.ctx, rider.ID, a.ID, "") })

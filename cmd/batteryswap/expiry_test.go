@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -72,7 +73,7 @@ func TestExpiryReachesTheHolderAndTheBoard(t *testing.T) {
 	for len(got) == 0 || got[len(got)-1] != "booking_expired" {
 		m := read()
 		got = append(got, m["type"].(string))
-		if m["type"] == "booking_expiring" && m["expires_at"] != b.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z07:00") {
+		if m["type"] == "booking_expiring" && m["expires_at"] != b.ExpiresAt.UTC().Format(time.RFC3339Nano) {
 			t.Fatalf("booking_expiring = %v, want expires_at %s", m, b.ExpiresAt)
 		}
 	}
