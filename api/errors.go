@@ -78,6 +78,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		if st, ok := statusOf[de.Code]; ok {
 			status = st
 		}
+		if status == http.StatusServiceUnavailable && error(de) != err {
+			// A dependency's failure under the domain error (the database
+			// out of reach): the client gets the code, the log the cause.
+			s.log.Warn("request failed: dependency unavailable", "err", err, "method", c.Request().Method, "route", c.Path(), "request_id", requestID(c))
+		}
 	case errors.As(err, &he):
 		status = he.Code
 		code, ok := codeOfStatus[status]

@@ -1,10 +1,16 @@
 package store
 
 import (
+	"database/sql/driver"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"batteryswap/models"
 )
 
 // A unique violation is known by PostgreSQL's code, whatever language the
@@ -16,5 +22,33 @@ func TestUniqueViolationByCode(t *testing.T) {
 	}
 	if isUniqueViolation(&pgconn.PgError{Code: "23503", Message: "verletzt Fremdschlüssel-Constraint"}) {
 		t.Error("a foreign-key violation is seen as a unique violation")
+	}
+}
+
+// A database out of reach is service_unavailable (503, retry), not an
+// internal error, and the driver's error stays in the chain for the log.
+func TestUnavailableByKind(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, true},
+		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
+		{"a broken connection", fmt.Errorf("query: %w", driver.ErrBadConn), true},
+		{"a connection cut mid-answer", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{"a refused dial", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
+		{"a unique violation", &pgconn.PgError{Code: "23505"}, false},
+		{"a syntax error", &pgconn.PgError{Code: "42601"}, false},
+		{"anything else", errors.New("boom"), false},
+	} {
+		err := translate(tt.err, "station")
+		if got := models.IsCode(err, models.CodeServiceUnavailable); got != tt.want {
+			t.Errorf("%s: service_unavailable = %v, want %v (%v)", tt.name, got, tt.want, err)
+		}
+		if tt.want && !errors.Is(err, tt.err) {
+			t.Errorf("%s: the driver's error left the chain: %v", tt.name, err)
+		}
 	}
 }

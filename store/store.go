@@ -9,9 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -195,6 +198,9 @@ func translate(err error, what string) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	if unavailable(err) {
+		return fmt.Errorf("store: %s: %w: %w", what, errUnavailable, err)
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "40P01" /* deadlock_detected */ {
 		// Two changes locked the same stations in opposite orders (swap-ins
@@ -202,6 +208,33 @@ func translate(err error, what string) error {
 		return models.Errorf(models.CodeConflict, "%s: a concurrent change got in the way; try again", what)
 	}
 	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// errUnavailable is what a request that found the database out of reach
+// answers: 503 with Retry-After, not a 500. The driver's error stays
+// wrapped beside it, for the log.
+var errUnavailable = models.Errorf(models.CodeServiceUnavailable, "the database is unavailable; try again shortly")
+
+// unavailable reports whether err says the database could not be reached or
+// dropped the connection, rather than that the request was wrong: a failed
+// connect, a broken connection, or PostgreSQL shutting down, starting up or
+// out of connection slots.
+func unavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || // connection_exception
+			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || // admin_shutdown, crash_shutdown, cannot_connect_now
+			pe.Code == "53300" // too_many_connections
+	}
+	return false
 }
 
 // page applies keyset pagination on col: ascending after the cursor, or,
