@@ -456,3 +456,23 @@ func TestMetricsStartAtZero(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadIsGetWithoutBody: probes that send HEAD get GET's status and
+// header, without a body; a stream, whose body never ends, stays 405.
+func TestHeadIsGetWithoutBody(t *testing.T) {
+	e := newAPIEnv(t, "sqlite", nil)
+	for _, path := range []string{"/healthz", "/readyz", "/api/v1/stations", "/openapi.yaml", "/"} {
+		get := e.do(t, http.MethodGet, path, "", nil).want(t, http.StatusOK)
+		head := e.do(t, http.MethodHead, path, "", nil).want(t, http.StatusOK)
+		if len(head.Raw) != 0 {
+			t.Errorf("HEAD %s has a body of %d bytes", path, len(head.Raw))
+		}
+		if got, want := head.Header.Get("Content-Type"), get.Header.Get("Content-Type"); got != want {
+			t.Errorf("HEAD %s: Content-Type %q, GET's is %q", path, got, want)
+		}
+	}
+	e.do(t, http.MethodHead, "/api/v1/stations/999", "", nil).want(t, http.StatusNotFound)
+	for _, path := range []string{"/stream/stations", "/ws/stations"} {
+		e.do(t, http.MethodHead, path, "", nil).want(t, http.StatusMethodNotAllowed)
+	}
+}

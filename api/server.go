@@ -144,9 +144,11 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	// client's own address is used as is, so it cannot spoof the header.
 	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 
+	e.Pre(headAsGet)
 	e.Pre(middleware.RemoveTrailingSlashWithConfig(middleware.TrailingSlashConfig{
 		Skipper: func(c echo.Context) bool { return c.Request().URL.Path == "/" },
 	}))
+	e.Use(headAgain)
 	e.Use(middleware.RequestID())
 	e.Use(s.logRequests)
 	e.Use(s.recoverPanics)
@@ -233,6 +235,40 @@ func (s *Server) requireJSONForWrites(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// headAsGet routes HEAD as GET (RFC 9110 §9.3.2: the same header, no body),
+// so that uptime checks and load balancers that probe with HEAD get what
+// GET would answer, not 405. The router reads the method between the Pre
+// middleware and the others, so this one says GET for the lookup and
+// headAgain says HEAD again for the handler, and net/http, which then drops
+// the body. Streams are left out: their body never ends, so a HEAD there
+// would hang; it stays 405.
+func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Method == http.MethodHead && !isStreamPath(r.URL.Path) {
+			r.Method = http.MethodGet
+			c.Set(headKey, true)
+		}
+		return next(c)
+	}
+}
+
+const headKey = "batteryswap.head"
+
+// headAgain undoes headAsGet once the route is found.
+func headAgain(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Get(headKey) == true {
+			c.Request().Method = http.MethodHead
+		}
+		return next(c)
+	}
+}
+
+func isStreamPath(p string) bool {
+	return p == "/stream" || strings.HasPrefix(p, "/stream/") || p == "/ws" || strings.HasPrefix(p, "/ws/")
 }
 
 // refuseCrossOrigin answers 403 to a state-changing request that a browser
