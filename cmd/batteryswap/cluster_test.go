@@ -47,7 +47,7 @@ func testConfig(t *testing.T, dbURL, redisURL string) Config {
 		case "REDIS_URL":
 			return redisURL
 		case "JWT_SECRET":
-			return "cluster-test-secret"
+			return "cluster-test-secret-of-32-bytes!"
 		case "ADDR":
 			return "127.0.0.1:0"
 		case "AUTH_RATE_LIMIT", "BOOKING_RATE_LIMIT":

@@ -28,6 +28,10 @@ import (
 // expirySweep is how often each instance warns and expires due bookings.
 const expirySweep = time.Second
 
+// minSecretBytes is the shortest JWT_SECRET that starts without a warning:
+// HS256's own output size.
+const minSecretBytes = 32
+
 func cmdServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	cfg, _, err := parse("serve", args, getenv, stderr, 0, nil)
 	if err != nil {
@@ -104,6 +108,8 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 		_, _ = rand.Read(b)
 		secret = []byte(hex.EncodeToString(b))
 		log.Warn("JWT_SECRET is not set: using a random key, so tokens end with this process and are not shared between instances")
+	} else if len(secret) < minSecretBytes {
+		log.Warn("JWT_SECRET is short: an HMAC key under 32 bytes can be guessed offline from one token; use 32 random bytes or more (openssl rand -hex 32)", "bytes", len(secret))
 	}
 	if a.store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{
 		ReadyCharge: cfg.ReadyCharge, BookingHold: cfg.BookingHold, BookingWarn: cfg.BookingWarn, Logger: log,

@@ -294,3 +294,20 @@ func TestLogsCarryRequestIDsButNoSecrets(t *testing.T) {
 		t.Fatalf("%d request lines, want 4:\n%s", lines, out)
 	}
 }
+
+// TestShortJWTSecretWarns: a JWT_SECRET under 32 bytes starts, with a
+// warning that says why and how to make a good one.
+func TestShortJWTSecretWarns(t *testing.T) {
+	for _, tt := range []struct {
+		secret string
+		warned bool
+	}{{"short", true}, {strings.Repeat("k", 32), false}} {
+		cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
+		cfg.JWTSecret, cfg.LogLevel = tt.secret, "warn"
+		logs := &syncBuffer{}
+		startInstanceLogging(t, cfg, logs)
+		if got := strings.Contains(logs.String(), "JWT_SECRET is short"); got != tt.warned {
+			t.Errorf("JWT_SECRET of %d bytes: warned %v, want %v; logs:\n%s", len(tt.secret), got, tt.warned, logs)
+		}
+	}
+}
