@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -180,16 +181,49 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 	}
 }
 
+// prefersJSON reports whether an Accept header asks for application/json
+// (long-poll) over text/event-stream: JSON is listed, with a weight above
+// zero and above event-stream's if that is listed too, or equal to it and
+// listed first. Media types match in any case.
+func prefersJSON(accept []string) bool {
+	jsonQ, sseQ := -1.0, -1.0
+	jsonFirst := false
+	for _, line := range accept {
+		for part := range strings.SplitSeq(line, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil {
+					continue
+				}
+			}
+			switch mt {
+			case "application/json":
+				jsonFirst = jsonFirst || sseQ < 0
+				jsonQ = max(jsonQ, q)
+			case "text/event-stream":
+				sseQ = max(sseQ, q)
+			}
+		}
+	}
+	return jsonQ > 0 && (jsonQ > sseQ || jsonQ == sseQ && jsonFirst)
+}
+
 func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([]models.Topic, error)) (*streamRequest, error) {
 	r := c.Request()
 	req := &streamRequest{user: currentUser(c), transport: transportSSE, requestID: requestID(c)}
 	switch {
 	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		req.transport = transportWS
-	case c.QueryParam("transport") == "poll" || strings.HasPrefix(r.Header.Get("Accept"), "application/json"):
+	case c.QueryParam("transport") == "poll" || prefersJSON(r.Header.Values("Accept")):
 		req.transport = transportPoll
-	case c.QueryParam("format") == "ndjson":
+	case strings.EqualFold(c.QueryParam("format"), "ndjson"):
 		req.transport = transportNDJSON
+	case c.QueryParam("format") != "":
+		return nil, errInvalid("format must be ndjson, or absent for SSE")
 	case c.QueryParam("transport") != "" && c.QueryParam("transport") != "sse" && c.QueryParam("transport") != "websocket":
 		return nil, errInvalid("transport must be sse, poll or websocket")
 	}

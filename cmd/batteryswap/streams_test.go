@@ -95,6 +95,7 @@ func TestStreamAuthAndPrivacy(t *testing.T) {
 		{"unknown topic", "/stream?topics=everything", "", 400, "invalid_request"},
 		{"no topics", "/stream", "", 422, "validation_failed"},
 		{"garbage cursor", "/stream/stations?transport=poll&since=1.5", "", 400, "invalid_cursor"},
+		{"unknown format", "/stream/stations?format=xml", "", 400, "invalid_request"},
 		{"poll timeout too long", "/stream/stations?transport=poll&timeout=61", "", 422, "validation_failed"},
 	}
 	for _, tt := range tests {
