@@ -340,11 +340,18 @@ func (s *Server) snapshotFields(ctx context.Context, req *streamRequest, reset b
 			stations = append(stations, *st)
 		default:
 			if uid, ok := t.UserID(); ok {
-				unread, err := s.store.UnreadNotifications(ctx, uid, snapshotUnreadMax)
+				unread, err := s.store.UnreadNotifications(ctx, uid, snapshotUnreadMax+1)
 				if err != nil {
 					return nil, err
 				}
-				f["unread"] = unread
+				// The newest snapshotUnreadMax, oldest first; unread_more says
+				// that older ones exist (GET /notifications?unread=true pages
+				// them).
+				more := len(unread) > snapshotUnreadMax
+				if more {
+					unread = unread[len(unread)-snapshotUnreadMax:]
+				}
+				f["unread"], f["unread_more"] = unread, more
 			}
 		}
 	}

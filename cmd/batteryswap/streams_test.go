@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"batteryswap/models"
 	"batteryswap/sseclient"
 	"batteryswap/store/storetest"
 )
@@ -310,5 +311,50 @@ func TestShortJWTSecretWarns(t *testing.T) {
 		if got := strings.Contains(logs.String(), "JWT_SECRET is short"); got != tt.warned {
 			t.Errorf("JWT_SECRET of %d bytes: warned %v, want %v; logs:\n%s", len(tt.secret), got, tt.warned, logs)
 		}
+	}
+}
+
+// TestNotificationSnapshotSaysWhenUnreadAreCut: the snapshot carries the
+// newest 100 unread notifications, oldest first, and unread_more says older
+// ones exist, so a client's unread count is not silently wrong.
+func TestNotificationSnapshotSaysWhenUnreadAreCut(t *testing.T) {
+	in := singleInstance(t, nil)
+	w := setup(t, in, in.app.store)
+	ctx := context.Background()
+	snapshot := func() ([]any, any) {
+		t.Helper()
+		events, _ := poll(t, in.url+"/stream/notifications?transport=poll&access_token="+w.rider)
+		if len(events) != 2 || events[1].Type != "snapshot" {
+			t.Fatalf("opened with %+v", events)
+		}
+		unread, _ := events[1].Data["unread"].([]any)
+		return unread, events[1].Data["unread_more"]
+	}
+	var newest int64
+	for i := 0; ; i++ {
+		have, err := in.app.store.UnreadNotifications(ctx, w.riderID, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(have) == 100 {
+			if unread, more := snapshot(); len(unread) != 100 || more != false {
+				t.Fatalf("100 unread: snapshot of %d, unread_more %v", len(unread), more)
+			}
+		}
+		if len(have) == 101 {
+			break
+		}
+		n, err := in.app.store.CreateNotification(ctx, models.NotificationInput{UserID: w.riderID, Title: fmt.Sprint("n", i), Message: "m", Level: models.LevelInfo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest = n.ID
+	}
+	unread, more := snapshot()
+	if len(unread) != 100 || more != true {
+		t.Fatalf("101 unread: snapshot of %d, unread_more %v", len(unread), more)
+	}
+	if last := unread[99].(map[string]any)["id"]; last != float64(newest) {
+		t.Errorf("the snapshot ends with notification %v, want the newest, %d", last, newest)
 	}
 }
