@@ -155,12 +155,15 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 			key = "user:" + strconv.FormatInt(req.user.ID, 10)
 		}
 		release, err := s.streams.acquire(key)
+		if models.IsCode(err, models.CodeRateLimited) && s.hijacked.releaseGone(key) > 0 {
+			release, err = s.streams.acquire(key)
+		}
 		if err != nil {
 			return err
 		}
 		// A hijacked stream outlives this handler and takes the slot with
 		// it (streamSlot.take); otherwise it is given back here.
-		slot := &streamSlot{release: release}
+		slot := &streamSlot{release: release, key: key}
 		defer func() { slot.release() }()
 		if s.drain.Err() != nil {
 			return models.Errorf(models.CodeServiceUnavailable, "the server is shutting down; reconnect")

@@ -54,8 +54,10 @@ import (
 //     noticed at the next write to it, or at the latest at the next
 //     heartbeat, which first checks the socket for the client's end of
 //     stream (peerGone). Until then, at most HEARTBEAT_INTERVAL, its
-//     subscription and its stream slot stay taken. (Over TLS there is no
-//     such check: the second write after the client left fails.)
+//     subscription and its stream slot stay taken, unless the same client
+//     asks for a stream while at its limit: its streams are then checked
+//     at once (leanStreams.releaseGone). (Over TLS there is no such check:
+//     the second write after the client left fails.)
 //   - http.Server.Shutdown does not track hijacked connections. Server.Drain
 //     ends them and waits for their goroutines (leanStreams).
 //   - The request's log line is written when the handler hands off (status
@@ -80,9 +82,13 @@ var (
 // aLongTimeAgo is a deadline in the past: it fails pending and future I/O.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// streamSlot is a client's stream slot (see streamLimiter). The handler
-// gives it back when it returns, unless a hijacked stream took it over.
-type streamSlot struct{ release func() }
+// streamSlot is a client's stream slot (see streamLimiter), under the
+// limiter's key for the client. The handler gives it back when it returns,
+// unless a hijacked stream took it over.
+type streamSlot struct {
+	release func()
+	key     string
+}
 
 // take hands the slot's release over to the caller.
 func (s *streamSlot) take() func() {
@@ -112,6 +118,7 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, fw *frameWrit
 	l := &leanStream{
 		s: s, conn: conn, sub: sub, fw: fw, delivered: s.cfg.StreamMetrics.DeliveriesOf(req.transport),
 		transport: req.transport, requestID: req.requestID, route: c.Path(), start: time.Now(),
+		clientKey: slot.key, release: slot.take(),
 	}
 	if l.sock = newSockWriter(conn); l.sock != nil {
 		l.direct = l.send
@@ -119,9 +126,9 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, fw *frameWrit
 	if !s.hijacked.add(l) { // the server began draining meanwhile
 		_ = conn.Close()
 		sub.Close()
+		l.release()
 		return true, errStreamEnded
 	}
-	l.release = slot.take()
 	c.Set(handOffKey, true)
 	sub.OnEnd(l.kick)
 	s.cfg.StreamMetrics.StreamOpened(req.transport)
@@ -162,7 +169,8 @@ type leanStream struct {
 	requestID string
 	route     string
 	start     time.Time
-	release   func()
+	clientKey string // the stream limiter's key for the client
+	release   func() // gives the client's stream slot back; idempotent
 
 	// ended is set by kick to why the stream must end; once it is, no
 	// write may re-arm the deadline that kick set in the past.
@@ -378,6 +386,7 @@ func (l *leanStream) finish(err error) {
 type leanStreams struct {
 	mu      sync.Mutex
 	open    map[*leanStream]struct{}
+	byKey   map[string]map[*leanStream]struct{} // open, by clientKey
 	drained bool
 	wg      sync.WaitGroup
 }
@@ -391,8 +400,15 @@ func (t *leanStreams) add(l *leanStream) bool {
 	}
 	if t.open == nil {
 		t.open = make(map[*leanStream]struct{})
+		t.byKey = make(map[string]map[*leanStream]struct{})
 	}
 	t.open[l] = struct{}{}
+	mine := t.byKey[l.clientKey]
+	if mine == nil {
+		mine = make(map[*leanStream]struct{})
+		t.byKey[l.clientKey] = mine
+	}
+	mine[l] = struct{}{}
 	t.wg.Add(1)
 	return true
 }
@@ -401,8 +417,37 @@ func (t *leanStreams) add(l *leanStream) bool {
 func (t *leanStreams) remove(l *leanStream) {
 	t.mu.Lock()
 	delete(t.open, l)
+	if mine := t.byKey[l.clientKey]; mine != nil {
+		if delete(mine, l); len(mine) == 0 {
+			delete(t.byKey, l.clientKey)
+		}
+	}
 	t.mu.Unlock()
 	t.wg.Done()
+}
+
+// releaseGone ends the streams of the client key whose peer has closed,
+// and gives their slots back at once, and reports how many. A stream only
+// notices a departed client at its next heartbeat (peerGone), up to
+// HEARTBEAT_INTERVAL later; a client at its limit of streams that closes
+// some and opens new ones (a page reloaded) would be refused until then.
+// Called only when that client is at its limit.
+func (t *leanStreams) releaseGone(key string) int {
+	t.mu.Lock()
+	mine := make([]*leanStream, 0, len(t.byKey[key]))
+	for l := range t.byKey[key] {
+		mine = append(mine, l)
+	}
+	t.mu.Unlock()
+	n := 0
+	for _, l := range mine {
+		if peerGone(l.conn) {
+			l.kick(errClientGone)
+			l.release()
+			n++
+		}
+	}
+	return n
 }
 
 // endAll refuses new streams, ends every open one and waits until their

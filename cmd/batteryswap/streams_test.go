@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -356,5 +357,42 @@ func TestNotificationSnapshotSaysWhenUnreadAreCut(t *testing.T) {
 	}
 	if last := unread[99].(map[string]any)["id"]; last != float64(newest) {
 		t.Errorf("the snapshot ends with notification %v, want the newest, %d", last, newest)
+	}
+}
+
+// TestClosedStreamsFreeTheirSlotsAtOnce: a client at its limit of streams
+// closes them and opens new ones (a page reloaded). The server notices a
+// closed stream only at its next heartbeat, an hour away here; the new
+// streams must not be refused meanwhile.
+func TestClosedStreamsFreeTheirSlotsAtOnce(t *testing.T) {
+	in := singleInstance(t, map[string]string{"MAX_STREAMS_PER_CLIENT": "2", "HEARTBEAT_INTERVAL": "1h"})
+	setup(t, in, in.app.store)
+	host := strings.TrimPrefix(in.url, "http://")
+	open := func() net.Conn {
+		t.Helper()
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /stream/stations HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+		head, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || !strings.Contains(head, " 200 ") {
+			t.Fatalf("stream: %q, %v", head, err)
+		}
+		return conn
+	}
+	first := []net.Conn{open(), open()}
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if code := call(t, "GET", in.url+"/stream/stations?transport=poll&timeout=0", "", nil, &e); code != 429 {
+		t.Fatalf("a third stream while two are open: %d, want 429", code)
+	}
+	for _, c := range first {
+		c.Close()
+	}
+	second := []net.Conn{open(), open()} // refused before the fix: 429 for an hour
+	for _, c := range second {
+		c.Close()
 	}
 }
