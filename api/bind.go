@@ -8,8 +8,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 
@@ -55,10 +57,65 @@ func bindJSON(c echo.Context, dst any, optional bool) error {
 	if dec.More() {
 		return errInvalid("the body must hold one JSON object")
 	}
+	if err := exactNames(body, dst); err != nil {
+		return err
+	}
 	if hasEscapedNUL(body) {
 		return errInvalid("strings must not contain NUL characters (\\u0000)")
 	}
 	return nil
+}
+
+// exactNames refuses a key that names a field in another case: encoding/json
+// matches names without regard to case, so {"Station_ID": 3} would be read
+// as station_id, and {"station_id": 3, "STATION_ID": 4} as 4. Request
+// bodies are flat objects, so the top level is all there is to check.
+func exactNames(body []byte, dst any) error {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(body, &keys) != nil {
+		return nil // not an object; Decode has judged it
+	}
+	names := jsonNames(reflect.TypeOf(dst))
+	for k := range keys {
+		if !names[k] {
+			return errInvalid("unknown field %q (names are case-sensitive)", k)
+		}
+	}
+	return nil
+}
+
+// fieldNames caches jsonNames by type.
+var fieldNames sync.Map // reflect.Type -> map[string]bool
+
+// jsonNames is the set of JSON names of a struct type's fields (through a
+// pointer), as encoding/json spells them.
+func jsonNames(t reflect.Type) map[string]bool {
+	if v, ok := fieldNames.Load(t); ok {
+		return v.(map[string]bool)
+	}
+	names := map[string]bool{}
+	s := t
+	for s.Kind() == reflect.Pointer {
+		s = s.Elem()
+	}
+	if s.Kind() == reflect.Struct {
+		for f := range s.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch {
+			case name == "-" || !f.IsExported():
+			case f.Anonymous && name == "":
+				for n := range jsonNames(f.Type) {
+					names[n] = true
+				}
+			case name == "":
+				names[f.Name] = true
+			default:
+				names[name] = true
+			}
+		}
+	}
+	fieldNames.Store(t, names)
+	return names
 }
 
 // hasEscapedNUL reports whether a JSON text holds a \u0000 escape (raw NUL

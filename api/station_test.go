@@ -242,6 +242,12 @@ func TestStationCreate(t *testing.T) {
 				name: "unknown field", given: admin, when: with("capacity", 10),
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusBadRequest, "invalid_request") },
 			},
+			{
+				// encoding/json alone would read NAME as name.
+				name: "a field name in another case", given: admin,
+				when: map[string]any{"NAME": "Upper", "address": "1 Main St", "latitude": 1, "longitude": 2},
+				want: func(t *testing.T, r response) { wantError(t, r, http.StatusBadRequest, "invalid_request") },
+			},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
