@@ -427,22 +427,28 @@ func (t *leanStreams) remove(l *leanStream) {
 }
 
 // releaseGone ends the streams of the client key whose peer has closed,
-// and gives their slots back at once, and reports how many. A stream only
+// gives their slots back at once, and reports how many. A stream only
 // notices a departed client at its next heartbeat (peerGone), up to
 // HEARTBEAT_INTERVAL later; a client at its limit of streams that closes
 // some and opens new ones (a page reloaded) would be refused until then.
-// Called only when that client is at its limit.
+// Called only when that client is at its limit. Closing the subscription
+// wakes the stream's goroutine, which finishes: the slot given back here
+// is not reused while the old stream still holds its connection and
+// subscription.
 func (t *leanStreams) releaseGone(key string) int {
 	t.mu.Lock()
 	mine := make([]*leanStream, 0, len(t.byKey[key]))
 	for l := range t.byKey[key] {
-		mine = append(mine, l)
+		if l.ended.Load() == nil { // one already ending gave its slot back or will
+			mine = append(mine, l)
+		}
 	}
 	t.mu.Unlock()
 	n := 0
 	for _, l := range mine {
-		if peerGone(l.conn) {
-			l.kick(errClientGone)
+		if peerGone(l.conn) && l.ended.CompareAndSwap(nil, &errClientGone) {
+			_ = l.conn.SetWriteDeadline(aLongTimeAgo)
+			l.sub.Close() // outside t.mu: it may leave a broker channel
 			l.release()
 			n++
 		}
