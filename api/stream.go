@@ -218,17 +218,22 @@ func prefersJSON(accept []string) bool {
 func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([]models.Topic, error)) (*streamRequest, error) {
 	r := c.Request()
 	req := &streamRequest{user: currentUser(c), transport: transportSSE, requestID: requestID(c)}
+	// An explicit ?transport= or ?format= wins; Accept picks only when
+	// neither is given.
+	transport, format := c.QueryParam("transport"), c.QueryParam("format")
 	switch {
+	case transport != "" && transport != "sse" && transport != "poll" && transport != "websocket":
+		return nil, errInvalid("transport must be sse, poll or websocket")
+	case format != "" && !strings.EqualFold(format, "ndjson"):
+		return nil, errInvalid("format must be ndjson, or absent for SSE")
 	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		req.transport = transportWS
-	case c.QueryParam("transport") == "poll" || prefersJSON(r.Header.Values("Accept")):
+	case transport == "poll":
 		req.transport = transportPoll
-	case strings.EqualFold(c.QueryParam("format"), "ndjson"):
+	case format != "":
 		req.transport = transportNDJSON
-	case c.QueryParam("format") != "":
-		return nil, errInvalid("format must be ndjson, or absent for SSE")
-	case c.QueryParam("transport") != "" && c.QueryParam("transport") != "sse" && c.QueryParam("transport") != "websocket":
-		return nil, errInvalid("transport must be sse, poll or websocket")
+	case transport == "" && prefersJSON(r.Header.Values("Accept")):
+		req.transport = transportPoll
 	}
 	var err error
 	if req.topics, err = topics(c); err != nil {
