@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -39,6 +40,13 @@ func TestUnavailableByKind(t *testing.T) {
 		{"a broken connection", fmt.Errorf("query: %w", driver.ErrBadConn), true},
 		{"a connection cut mid-answer", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
 		{"a refused dial", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
+		{"a refused connect", &pgconn.ConnectError{Config: &pgconn.Config{}}, true},
+		{"55000 outside a connect (a bug, not an outage)", fmt.Errorf("query: %w", &pgconn.PgError{Code: "55000"}), false},
+		{"a protocol violation (a bug, not an outage)", &pgconn.PgError{Code: "08P01"}, false},
+		{"wrong credentials (configuration)", &pgconn.PgError{Code: "28P01"}, false},
+		{"an unknown database (configuration)", &pgconn.PgError{Code: "3D000"}, false},
+		{"a statement timeout", &pgconn.PgError{Code: "57014"}, false},
+		{"a deadline (the caller's, passed on as is)", context.DeadlineExceeded, false},
 		{"a unique violation", &pgconn.PgError{Code: "23505"}, false},
 		{"a syntax error", &pgconn.PgError{Code: "42601"}, false},
 		{"anything else", errors.New("boom"), false},

@@ -218,23 +218,30 @@ var errUnavailable = models.Errorf(models.CodeServiceUnavailable, "the database 
 // unavailable reports whether err says the database could not be reached or
 // dropped the connection, rather than that the request was wrong: a failed
 // connect, a broken connection, or PostgreSQL shutting down, starting up or
-// out of connection slots.
+// out of connection slots. A connect refused for bad credentials or an
+// unknown database is not: that is the configuration, an internal error
+// for the log at ERROR, not a moment to wait out. (Context errors never get
+// here: translate returns them first.)
 func unavailable(err error) bool {
 	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) {
+	connecting := errors.As(err, &ce)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "08000", "08001", "08003", "08004", "08006", // connection_exception and kin, not 08P01 protocol_violation
+			"57P01", "57P02", "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
+			"53300": // too_many_connections
+			return true
+		case "55000": // on connect: the database does not allow connections now
+			return connecting
+		}
+		return false
+	}
+	if connecting || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "08") || // connection_exception
-			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || // admin_shutdown, crash_shutdown, cannot_connect_now
-			pe.Code == "53300" // too_many_connections
-	}
-	return false
+	return errors.As(err, &ne)
 }
 
 // page applies keyset pagination on col: ascending after the cursor, or,

@@ -123,8 +123,10 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "station-id") {
 		t.Fatalf("broadcast to station -3: %v", err)
 	}
-	if err := run(ctx, []string{"frobnicate"}, env, &out, &errb); err == nil {
-		t.Fatal("unknown command accepted")
+	for _, args := range [][]string{{"frobnicate"}, {"--database-url", db, "migrte", "up"}} {
+		if err := run(ctx, args, env, &out, &errb); err == nil || !strings.Contains(err.Error(), "unknown command") {
+			t.Fatalf("%q: %v, want unknown command", args, err)
+		}
 	}
 	if err := run(ctx, []string{"watch", "http://a.example/stream", "http://b.example/stream"}, env, &out, &errb); err == nil || !strings.Contains(err.Error(), "usage") {
 		t.Fatalf("watch with two URLs: %v", err)
@@ -429,7 +431,8 @@ func TestCommandAt(t *testing.T) {
 		{[]string{"-addr", "serve"}, -1}, // "serve" is the address given
 		{[]string{"--addr", ":1", "serve"}, 2},
 		{[]string{"--email", "a@b.c", "users"}, -1}, // not a configuration flag
-		{[]string{"frobnicate"}, -1},
+		{[]string{"frobnicate"}, 0},
+		{[]string{"--database-url", "x.db", "migrte", "up"}, 2},
 		{[]string{"--", "migrate"}, -1},
 	} {
 		if got := commandAt(tt.args); got != tt.want {

@@ -70,21 +70,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-// commands are the words run dispatches on.
-var commands = []string{"serve", "migrate", "broadcast", "watch", "users", "help"}
-
 // commandAt finds the command word in args: the first word, after any
 // configuration flags (batteryswap --database-url X migrate status), or -1
-// when there is none and serve is meant. Every configuration flag takes a
-// value, so "--addr serve" is a flag and its value, not the command.
+// when there is none and serve is meant. A word that is no command is
+// returned too, for run to call it unknown. Every configuration flag takes
+// a value, so "--addr serve" is a flag and its value, not the command.
 func commandAt(args []string) int {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		if a == "--" || !strings.HasPrefix(a, "-") {
-			if a != "--" && slices.Contains(commands, a) {
-				return i
-			}
+		if a == "--" {
 			return -1
+		}
+		if !strings.HasPrefix(a, "-") {
+			return i
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !slices.ContainsFunc(settings, func(s setting) bool { return s.flag == name }) {
