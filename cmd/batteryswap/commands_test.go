@@ -57,6 +57,11 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "an empty duration flag is an error", flags: []string{"--booking-hold="}, err: "BOOKING_HOLD"},
 		{name: "an origin with a path", env: map[string]string{"ALLOWED_ORIGINS": "https://a.example, https://b.example/app"}, err: "ALLOWED_ORIGINS"},
 		{name: "an origin without a scheme", env: map[string]string{"ALLOWED_ORIGINS": "app.example"}, err: "ALLOWED_ORIGINS"},
+		{name: "an origin with a wildcard host", env: map[string]string{"ALLOWED_ORIGINS": "https://*.example.com"}, err: "ALLOWED_ORIGINS"},
+		{name: "origins as browsers send them", env: map[string]string{"ALLOWED_ORIGINS": "HTTPS://App.Example.com:443,http://a.example:80,http://b.example:8080,https://[::1]:443"},
+			want: func(c Config) bool {
+				return slices.Equal(c.AllowedOrigins, []string{"https://app.example.com", "http://a.example", "http://b.example:8080", "https://[::1]"})
+			}},
 		{name: "every origin", env: map[string]string{"ALLOWED_ORIGINS": "*"},
 			want: func(c Config) bool { return slices.Equal(c.AllowedOrigins, []string{"*"}) }},
 		{name: "bad log format", flags: []string{"--log-format", "xml"}, err: "LOG_FORMAT"},

@@ -83,7 +83,8 @@ var settings = []setting{
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(v, ",") {
 			if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
-				if err := checkOrigin(o); err != nil {
+				o, err := canonicalOrigin(o)
+				if err != nil {
 					return err
 				}
 				c.AllowedOrigins = append(c.AllowedOrigins, o)
@@ -184,16 +185,25 @@ func givenFlags(fs *flag.FlagSet, flags map[string]*string) map[string]*string {
 	return given
 }
 
-// checkOrigin accepts "*" or an origin as a browser sends it:
-// scheme://host[:port], nothing after.
-func checkOrigin(o string) error {
+// canonicalOrigin accepts "*" or an origin, scheme://host[:port] with
+// nothing after, and returns it as a browser sends it in Origin: scheme and
+// host in lower case, no default port. CORS and the cross-origin check
+// compare origins exactly, so https://App.example.com:443 would never match.
+func canonicalOrigin(o string) (string, error) {
 	if o == "*" {
-		return nil
+		return o, nil
 	}
 	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || strings.Contains(u.Host, "*") ||
 		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not an origin: want scheme://host[:port], like https://app.example.com, or *", o)
+		return "", fmt.Errorf("%q is not an origin: want scheme://host[:port], like https://app.example.com, or * for any", o)
 	}
-	return nil
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); p == "443" && u.Scheme == "https" || p == "80" && u.Scheme == "http" {
+		host = strings.ToLower(u.Hostname())
+		if strings.Contains(host, ":") { // IPv6
+			host = "[" + host + "]"
+		}
+	}
+	return u.Scheme + "://" + host, nil
 }
