@@ -107,12 +107,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && c.Response().Header().Get("Retry-After") == "" {
 		c.Response().Header().Set("Retry-After", "1")
 	}
-	if c.Request().Method == http.MethodHead {
-		err = c.NoContent(status)
-	} else {
-		err = c.JSON(status, body)
-	}
-	if err != nil {
+	// For HEAD, net/http sends the header and drops the body.
+	if err = c.JSON(status, body); err != nil {
 		s.log.Warn("writing error response", "err", err, "request_id", requestID(c))
 	}
 }

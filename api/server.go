@@ -267,6 +267,9 @@ func headAgain(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// isStreamPath reports whether p is under the stream routes'
+// prefixes (registerStreamRoutes); a stream route elsewhere must be added
+// here, or HEAD on it would open a stream.
 func isStreamPath(p string) bool {
 	return p == "/stream" || strings.HasPrefix(p, "/stream/") || p == "/ws" || strings.HasPrefix(p, "/ws/")
 }
