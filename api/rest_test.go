@@ -507,3 +507,24 @@ func TestHeadIsGetWithoutBody(t *testing.T) {
 		e.do(t, http.MethodHead, path, "", nil).want(t, http.StatusMethodNotAllowed)
 	}
 }
+
+// TestSecurityHeaders: the dashboard may not be framed or load anything
+// from elsewhere, and no answer sends a Referer onwards.
+func TestSecurityHeaders(t *testing.T) {
+	e := newAPIEnv(t, "sqlite", nil)
+	for _, path := range []string{"/", "/static/app.js", "/api/v1/stations", "/api/v1/stations/999"} {
+		r := e.do(t, http.MethodGet, path, "", nil)
+		for name, want := range map[string]string{
+			"X-Content-Type-Options": "nosniff",
+			"Referrer-Policy":        "no-referrer",
+			"X-Frame-Options":        "DENY",
+		} {
+			if got := r.Header.Get(name); got != want {
+				t.Errorf("GET %s: %s %q, want %q", path, name, got, want)
+			}
+		}
+		if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'self'") {
+			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"batteryswap/models"
@@ -92,10 +93,27 @@ func (b *browser) page(name string) *page {
 		cancelAlloc()
 		_ = os.RemoveAll(filepath.Join(os.TempDir(), fmt.Sprintf("bs-chromium-%d-%s", os.Getpid(), name)))
 	})
-	if err := chromedp.Run(ctx); err != nil {
+	// Every page records what the Content-Security-Policy blocks, for
+	// noPolicyViolations.
+	if err := chromedp.Run(ctx, chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := cdppage.AddScriptToEvaluateOnNewDocument(`window.__blocked = [];
+			document.addEventListener('securitypolicyviolation', (e) => window.__blocked.push(e.violatedDirective + ' ' + e.blockedURI));`).Do(ctx)
+		return err
+	})); err != nil {
 		b.t.Fatalf("start chromium: %v", err)
 	}
 	return &page{b: b, name: name, ctx: ctx}
+}
+
+// noPolicyViolations fails the test if the page's Content-Security-Policy
+// blocked anything: the dashboard must live within it.
+func (p *page) noPolicyViolations() {
+	p.b.t.Helper()
+	var blocked []string
+	p.run(chromedp.Evaluate(`window.__blocked || []`, &blocked))
+	if len(blocked) > 0 {
+		p.b.t.Errorf("%s: the Content-Security-Policy blocked %q", p.name, blocked)
+	}
 }
 
 func (p *page) run(actions ...chromedp.Action) {
@@ -208,6 +226,8 @@ func TestDashboardLiveAcrossWindowsAndRestart(t *testing.T) {
 	rider.waitFor("the status change on the rider's board", `(document.querySelector('[data-station-id="1"] [data-field="status"]') || {dataset: {}}).dataset.status === 'maintenance'`)
 	admin.shot("after-restart")
 	rider.shot("after-restart")
+	admin.noPolicyViolations()
+	rider.noPolicyViolations()
 }
 
 func ptr[T any](v T) *T { return &v }
