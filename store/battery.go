@@ -107,6 +107,12 @@ func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPat
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	return s.updateBattery(ctx, id, p)
+}
+
+// updateBattery is UpdateBattery unchecked: an empty patch re-classes the
+// battery by the charge it has.
+func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPatch) (*models.Battery, error) {
 	var out *models.Battery
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var peek batteryRow
@@ -214,4 +220,41 @@ func (s *Store) readyBookingOf(tx *gorm.DB, o *outboxWriter, b *batteryRow, st *
 	o.bookingEvent(&bk, st, models.EventBookingReady, "Battery ready",
 		fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", b.SerialNumber, st.Name), models.LevelInfo, nil)
 	return nil
+}
+
+// ReclassByCharge brings every battery at a station in line with
+// READY_CHARGE, as telemetry of its own charge would: a free battery is
+// available at or over it and charging under it, and a booking whose
+// battery is over it is ready. Batteries only change class on telemetry, so
+// after READY_CHARGE changed, stored ones keep the old threshold until
+// this runs (serve runs it at start). It writes the same events telemetry
+// does and reports how many batteries it touched. Safe to run on several
+// instances at once: each battery is updated under its station's lock, and
+// one already in line is left alone.
+func (s *Store) ReclassByCharge(ctx context.Context) (int, error) {
+	ready := s.opts.ReadyCharge
+	var ids []int64
+	err := s.db.WithContext(ctx).Model(&batteryRow{}).
+		Where("station_id IS NOT NULL AND ("+
+			"(status = ? AND charge_percent < ?) OR (status = ? AND charge_percent >= ?) OR "+
+			"(status = ? AND charge_percent >= ? AND id IN (SELECT battery_id FROM bookings WHERE status = ?)))",
+			models.BatteryAvailable, ready, models.BatteryCharging, ready,
+			models.BatteryBooked, ready, models.BookingConfirmed).
+		Order("id").Pluck("id", &ids).Error
+	if err != nil {
+		return 0, translate(err, "batteries")
+	}
+	n := 0
+	for _, id := range ids {
+		_, err := s.updateBattery(ctx, id, models.BatteryPatch{}) // its charge as it is under the lock
+		switch {
+		case models.IsCode(err, models.CodeConflict), models.IsCode(err, models.CodeNotFound):
+			// Moved or changed meanwhile: whoever changed it classed it.
+		case err != nil:
+			return n, err
+		default:
+			n++
+		}
+	}
+	return n, nil
 }

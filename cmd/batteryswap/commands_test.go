@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"batteryswap/models"
 	"batteryswap/sseclient"
 	"batteryswap/store/storetest"
 )
@@ -443,5 +444,31 @@ func TestCommandAt(t *testing.T) {
 		if got := commandAt(tt.args); got != tt.want {
 			t.Errorf("commandAt(%q) = %d, want %d", tt.args, got, tt.want)
 		}
+	}
+}
+
+// TestServeReclassesForANewReadyCharge: a server started with a lower
+// READY_CHARGE shows a pack that was charging under the old one as
+// available, without waiting for its telemetry.
+func TestServeReclassesForANewReadyCharge(t *testing.T) {
+	cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
+	first := startInstance(t, cfg)
+	st, err := first.app.store.CreateStation(context.Background(), models.StationInput{Name: "Hill", Address: "1 Hill Rd", Latitude: 1, Longitude: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.app.store.AddBattery(context.Background(), st.ID, models.BatteryInput{SerialNumber: "H-1", ChargePercent: ptr(50)}); err != nil {
+		t.Fatal(err)
+	}
+	first.stop(t)
+
+	cfg.ReadyCharge = 40
+	second := startInstance(t, cfg)
+	var got models.Station
+	if code := call(t, "GET", fmt.Sprintf("%s/api/v1/stations/%d", second.url, st.ID), "", nil, &got); code != 200 {
+		t.Fatalf("GET station: %d", code)
+	}
+	if got.Available != 1 || got.Charging != 0 {
+		t.Fatalf("after READY_CHARGE 80 -> 40 a pack at 50%%: %d available, %d charging; want 1, 0", got.Available, got.Charging)
 	}
 }

@@ -132,6 +132,13 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 			return nil, err
 		}
 	}
+	// Batteries change class only on telemetry: if READY_CHARGE changed,
+	// bring the stored ones in line now.
+	if n, rerr := a.store.ReclassByCharge(ctx); rerr != nil {
+		return nil, fmt.Errorf("re-class batteries for READY_CHARGE: %w", rerr)
+	} else if n > 0 {
+		log.Info("batteries re-classed for READY_CHARGE", "ready_charge", cfg.ReadyCharge, "batteries", n)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := stream.NewMetrics(reg)
