@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"batteryswap/api"
@@ -84,12 +87,27 @@ func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string
 	return nil
 }
 
+// stdin is where "--password -" reads from; tests replace it.
+var stdin io.Reader = os.Stdin
+
+// readSecretLine reads one line, without its line ending.
+func readSecretLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		if err == io.EOF {
+			return "", errors.New("nothing to read")
+		}
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
 func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var email, password, name string
 	var admin bool
 	cfg, words, err := parse("users create", args, getenv, stderr, 1, func(fs *flag.FlagSet) {
 		fs.StringVar(&email, "email", "", "e-mail address (required)")
-		fs.StringVar(&password, "password", "", "password, 8+ characters (required)")
+		fs.StringVar(&password, "password", "", "password, 8+ characters (required); - reads it from the first line of standard input, out of ps and shell history")
 		fs.StringVar(&name, "name", "", "display name (default: the part of the e-mail before @)")
 		fs.BoolVar(&admin, "admin", false, "make the user an admin")
 	})
@@ -98,6 +116,11 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if len(words) != 1 || words[0] != "create" {
 		return fmt.Errorf("usage: batteryswap users create --email E --password P [--name N] [--admin]")
+	}
+	if password == "-" {
+		if password, err = readSecretLine(stdin); err != nil {
+			return fmt.Errorf("users create: reading the password from standard input: %w", err)
+		}
 	}
 	email = models.NormalizeEmail(email)
 	if name == "" {

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
 
 	"batteryswap/models"
 	"batteryswap/sseclient"
+	"batteryswap/store"
 	"batteryswap/store/storetest"
 )
 
@@ -113,7 +115,27 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	if !strings.Contains(out.String(), "role admin") || !strings.Contains(out.String(), "op@example.com") {
 		t.Fatalf("users create said %q", out.String())
 	}
-	err := run(ctx, []string{"users", "create", "--email", "op@example.com", "--password", "operator-pass"}, env, &out, &errb)
+	// The password from standard input, kept out of ps and shell history.
+	defer func(was io.Reader) { stdin = was }(stdin)
+	stdin = strings.NewReader("piped-password\n")
+	out.Reset()
+	if err := run(ctx, []string{"users", "create", "--email", "piped@example.com", "--password", "-"}, env, &out, &errb); err != nil {
+		t.Fatalf("users create --password -: %v", err)
+	}
+	s, err := store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.FindUserByEmail(ctx, "piped@example.com")
+	s.Close()
+	if err != nil || bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("piped-password")) != nil {
+		t.Fatalf("the piped password is not the account's: %v", err)
+	}
+	stdin = strings.NewReader("")
+	if err := run(ctx, []string{"users", "create", "--email", "empty@example.com", "--password", "-"}, env, &out, &errb); err == nil {
+		t.Fatal("users create --password - with nothing piped: no error")
+	}
+	err = run(ctx, []string{"users", "create", "--email", "op@example.com", "--password", "operator-pass"}, env, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "email_taken") {
 		t.Fatalf("duplicate user: %v", err)
 	}
