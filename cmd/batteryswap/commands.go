@@ -77,6 +77,11 @@ func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer s.Close()
+	if pending, err := s.MigrationsPending(ctx); err != nil {
+		return err
+	} else if pending {
+		return errors.New("broadcast: the database has migrations pending: run \"batteryswap migrate up\" (or serve) first")
+	}
 	n, err := s.BroadcastTest(ctx, stationID, message)
 	if err != nil {
 		return err
