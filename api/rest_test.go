@@ -504,7 +504,17 @@ func TestHeadIsGetWithoutBody(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/stream/stations", "/ws/stations"} {
-		e.do(t, http.MethodHead, path, "", nil).want(t, http.StatusMethodNotAllowed)
+		r := e.do(t, http.MethodHead, path, "", nil).want(t, http.StatusMethodNotAllowed)
+		if strings.Contains(r.Header.Get("Allow"), "HEAD") {
+			t.Errorf("HEAD %s refused, yet Allow: %s", path, r.Header.Get("Allow"))
+		}
+	}
+	// Where GET is allowed, so is HEAD, and Allow says so.
+	for _, method := range []string{http.MethodPut, http.MethodOptions} {
+		r := e.do(t, method, "/healthz", "", nil)
+		if allow := r.Header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "HEAD") {
+			t.Errorf("%s /healthz: %d, Allow %q; want GET and HEAD", method, r.Status, allow)
+		}
 	}
 }
 

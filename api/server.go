@@ -258,11 +258,22 @@ func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
 
 const headKey = "batteryswap.head"
 
-// headAgain undoes headAsGet once the route is found.
+// headAgain undoes headAsGet once the route is found, and lists HEAD
+// wherever the router's Allow header (a 405, an OPTIONS answer) lists GET.
 func headAgain(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		r := c.Request()
 		if c.Get(headKey) == true {
-			c.Request().Method = http.MethodHead
+			r.Method = http.MethodHead
+		}
+		if !isStreamPath(r.URL.Path) {
+			res := c.Response()
+			res.Before(func() {
+				allow := res.Header().Get("Allow")
+				if strings.Contains(allow, http.MethodGet) && !strings.Contains(allow, http.MethodHead) {
+					res.Header().Set("Allow", allow+", "+http.MethodHead)
+				}
+			})
 		}
 		return next(c)
 	}
