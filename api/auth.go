@@ -108,13 +108,16 @@ func dummyHashFor(cost int) []byte {
 }
 
 // issue signs a token for u, sets the session cookie and answers {user, token}.
+// The cookie is Secure when the browser came over HTTPS, to this server or
+// to the proxy that terminates TLS for it (X-Forwarded-Proto: https). A
+// client that claims https over plain HTTP only loses its own cookie.
 func (s *Server) issue(c echo.Context, status int, u *models.User) error {
 	tok, exp, err := s.signToken(u)
 	if err != nil {
 		return err
 	}
 	c.SetCookie(&http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: exp, HttpOnly: true,
-		SameSite: http.SameSiteLaxMode, Secure: c.IsTLS()})
+		SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https"})
 	return c.JSON(status, authResponse{User: u, Token: tok})
 }
 
@@ -126,7 +129,7 @@ func (s *Server) handleLogout(c echo.Context) error {
 // clearCookie tells the browser to drop the session cookie.
 func (s *Server) clearCookie(c echo.Context) {
 	c.SetCookie(&http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.IsTLS()})
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https"})
 }
 
 func (s *Server) handleMe(c echo.Context) error {

@@ -171,6 +171,9 @@ func TestLogin(t *testing.T) {
 					if ck.Path != "/" {
 						t.Errorf("cookie path %q, want /", ck.Path)
 					}
+					if ck.Secure {
+						t.Errorf("a cookie over plain HTTP is Secure: the browser would never send it back")
+					}
 				},
 			},
 			{
@@ -219,6 +222,13 @@ func TestLogin(t *testing.T) {
 				tt.want(t, e.do(t, http.MethodPost, "/api/v1/auth/login", "", tt.when))
 			})
 		}
+		t.Run("behind a proxy that terminates TLS", func(t *testing.T) {
+			r := e.do(t, http.MethodPost, "/api/v1/auth/login", "", map[string]any{"email": email, "password": testPassword},
+				"X-Forwarded-Proto", "https").want(t, http.StatusOK)
+			if !cookie(t, r, "bs_token").Secure {
+				t.Errorf("the browser came over HTTPS, yet the session cookie is not Secure")
+			}
+		})
 	})
 }
 
