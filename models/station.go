@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -54,18 +55,8 @@ type StationInput struct {
 // Validate checks a new station's fields and defaults its status to open.
 func (in *StationInput) Validate() error {
 	f := map[string]string{}
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" {
-		f["name"] = "is required"
-	} else if longer(in.Name, 200) {
-		f["name"] = "must be at most 200 characters"
-	}
-	in.Address = strings.TrimSpace(in.Address)
-	if in.Address == "" {
-		f["address"] = "is required"
-	} else if longer(in.Address, 500) {
-		f["address"] = "must be at most 500 characters"
-	}
+	checkText(f, "name", &in.Name, 200, "is required")
+	checkText(f, "address", &in.Address, 500, "is required")
 	validateCoords(f, in.Latitude, in.Longitude)
 	if in.Status == "" {
 		in.Status = StationOpen
@@ -92,22 +83,10 @@ func (p *StationPatch) Validate() error {
 		f["name"] = "name, address, latitude, longitude, status or message is required"
 	}
 	if p.Name != nil {
-		n := strings.TrimSpace(*p.Name)
-		p.Name = &n
-		if n == "" {
-			f["name"] = "must not be empty"
-		} else if longer(n, 200) {
-			f["name"] = "must be at most 200 characters"
-		}
+		checkText(f, "name", p.Name, 200, "must not be empty")
 	}
 	if p.Address != nil {
-		a := strings.TrimSpace(*p.Address)
-		p.Address = &a
-		if a == "" {
-			f["address"] = "must not be empty"
-		} else if longer(a, 500) {
-			f["address"] = "must be at most 500 characters"
-		}
+		checkText(f, "address", p.Address, 500, "must not be empty")
 	}
 	if p.Latitude != nil && (*p.Latitude < -90 || *p.Latitude > 90) {
 		f["latitude"] = "must be between -90 and 90"
@@ -122,6 +101,18 @@ func (p *StationPatch) Validate() error {
 		f["message"] = "must be at most 1000 characters"
 	}
 	return ValidationError(f)
+}
+
+// checkText trims *s and records in f why it is not a text of 1 to max
+// characters: empty says what a blank one lacks.
+func checkText(f map[string]string, field string, s *string, max int, empty string) {
+	*s = strings.TrimSpace(*s)
+	switch {
+	case *s == "":
+		f[field] = empty
+	case longer(*s, max):
+		f[field] = fmt.Sprintf("must be at most %d characters", max)
+	}
 }
 
 func validateCoords(f map[string]string, lat, lon float64) {
