@@ -275,9 +275,12 @@ func TestDashboardFindsTheActiveBookingAmongMany(t *testing.T) {
 	for _, who := range []struct {
 		name, email, password string
 		want                  *models.Booking
+		unread                string // the unread count, as a pattern
 	}{
-		{"rider", "ria@example.com", "ria-secret", active},
-		{"admin", "admin@example.com", "adminpass", mine},
+		// Three notifications per booking: more unread than the snapshot
+		// holds, and the count says so.
+		{"rider", "ria@example.com", "ria-secret", active, `^[0-9]+\+$`},
+		{"admin", "admin@example.com", "adminpass", mine, `^[1-9][0-9]*$`},
 	} {
 		p := b.page(who.name)
 		p.run(chromedp.Navigate(srv.url + "/"))
@@ -289,5 +292,7 @@ func TestDashboardFindsTheActiveBookingAmongMany(t *testing.T) {
 		p.waitFor(fmt.Sprintf("%s's active booking (battery %d)", who.name, who.want.BatteryID), fmt.Sprintf(
 			`(document.querySelector('#my-booking [data-field="status"]') || {}).textContent === 'ready' && `+
 				`(document.querySelector('#my-booking [data-field="battery"]') || {}).textContent === '#%d'`, who.want.BatteryID))
+		p.waitFor(fmt.Sprintf("%s's unread count to match %s", who.name, who.unread), fmt.Sprintf(
+			`/%s/.test((document.querySelector('#unread-count') || {}).textContent || '')`, who.unread))
 	}
 }

@@ -60,6 +60,7 @@ const state = {
   pending: new Map(), // id of a station being fetched -> events that arrived meanwhile
   booking: null,
   unread: [],
+  unreadMore: false, // older unread notifications exist than unread holds
   stopNotifications: null,
 };
 
@@ -430,17 +431,20 @@ function noteItem(n) {
   );
 }
 
-function renderNotes(list) {
+// renderNotes shows the unread notifications; more says there are older ones
+// than the list holds (the snapshot's unread_more, a list's next_cursor).
+function renderNotes(list, more = false) {
   state.unread = [...list].sort((a, b) => b.id - a.id);
+  state.unreadMore = more;
   const panel = $("#notifications");
-  $("#unread-count").textContent = String(state.unread.length);
+  $("#unread-count").textContent = more ? `${state.unread.length}+` : String(state.unread.length);
   field(panel, "empty").hidden = state.unread.length > 0;
   field(panel, "list").replaceChildren(...state.unread.map(noteItem));
 }
 
 async function loadUnread() {
-  const { notifications } = await api("GET", "/notifications?unread=true");
-  if (state.user) renderNotes(notifications);
+  const { notifications, next_cursor: next } = await api("GET", "/notifications?unread=true");
+  if (state.user) renderNotes(notifications, next != null);
 }
 
 let unreadTimer = 0;
@@ -454,7 +458,7 @@ function onNotificationEvent(ev) {
 }
 
 function startNotifications() {
-  const handlers = { snapshot: (ev) => renderNotes(ev.unread || []), notification: onNotificationEvent };
+  const handlers = { snapshot: (ev) => renderNotes(ev.unread || [], ev.unread_more === true), notification: onNotificationEvent };
   for (const type of BOOKING_EVENTS) handlers[type] = onNotificationEvent;
   return connect("stream/notifications", {
     handlers,
@@ -483,7 +487,7 @@ function startNotificationPanel() {
     button.disabled = true;
     try {
       await api("POST", `/notifications/${id}/read`);
-      renderNotes(state.unread.filter((n) => n.id !== id));
+      renderNotes(state.unread.filter((n) => n.id !== id), state.unreadMore);
       if (hadFocus) {
         const target = next && $(`[data-notification-id="${next.dataset.notificationId}"] button`, list);
         (target || $("#notes-title")).focus();
