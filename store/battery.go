@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -107,13 +108,17 @@ func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPat
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return s.updateBattery(ctx, id, p)
+	b, _, err := s.updateBattery(ctx, id, p)
+	return b, err
 }
 
-// updateBattery is UpdateBattery unchecked: an empty patch re-classes the
-// battery by the charge it has.
-func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPatch) (*models.Battery, error) {
+// updateBattery is UpdateBattery unchecked, and reports whether it changed
+// anything. An empty patch re-classes the battery by the charge it has; if
+// that changes nothing (the battery is in line, or its booking is ready
+// already), nothing is written.
+func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPatch) (*models.Battery, bool, error) {
 	var out *models.Battery
+	changed := false
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		var peek batteryRow
 		if err := tx.Select("station_id").Take(&peek, id).Error; err != nil {
@@ -154,18 +159,22 @@ func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPat
 			b.Status = string(models.ChargeStatus(b.ChargePercent, s.opts.ReadyCharge))
 		}
 		now := s.now()
-		b.UpdatedAt = now
-		// Conditional: a battery with no station (a collected pack) is not
-		// under any station lock, and a swap-in may have taken it into a
-		// station since it was read; that change stands.
-		res := asRead(tx, &b, before).Updates(map[string]any{"charge_percent": b.ChargePercent, "status": b.Status, "updated_at": now})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return models.Errorf(models.CodeConflict, "battery %d changed concurrently; try again", id)
-		}
 		out = b.model()
+		reclass := p == (models.BatteryPatch{})
+		if !reclass || b.Status != before {
+			b.UpdatedAt = now
+			// Conditional: a battery with no station (a collected pack) is
+			// not under any station lock, and a swap-in may have taken it
+			// into a station since it was read; that change stands.
+			res := asRead(tx, &b, before).Updates(map[string]any{"charge_percent": b.ChargePercent, "status": b.Status, "updated_at": now})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 0 {
+				return models.Errorf(models.CodeConflict, "battery %d changed concurrently; try again", id)
+			}
+			out, changed = b.model(), true
+		}
 		if st == nil {
 			return nil
 		}
@@ -182,13 +191,15 @@ func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPat
 			o.inventory(station, action)
 		}
 		if b.Status == string(models.BatteryBooked) && b.ChargePercent >= s.opts.ReadyCharge {
-			if err := s.readyBookingOf(tx, o, &b, st, now); err != nil {
+			readied, err := s.readyBookingOf(tx, o, &b, st, now)
+			if err != nil {
 				return err
 			}
+			changed = changed || readied
 		}
 		return o.flush()
 	})
-	return out, translate(err, "battery")
+	return out, changed, translate(err, "battery")
 }
 
 // asRead narrows an update to battery b as it was read: at the same station
@@ -203,58 +214,64 @@ func asRead(tx *gorm.DB, b *batteryRow, read string) *gorm.DB {
 }
 
 // readyBookingOf turns the confirmed booking that holds b ready and tells its holder.
-func (s *Store) readyBookingOf(tx *gorm.DB, o *outboxWriter, b *batteryRow, st *stationRow, now time.Time) error {
+func (s *Store) readyBookingOf(tx *gorm.DB, o *outboxWriter, b *batteryRow, st *stationRow, now time.Time) (bool, error) {
 	var bk bookingRow
-	err := tx.Where("battery_id = ? AND status = ?", b.ID, models.BookingConfirmed).Take(&bk).Error
+	// A booking whose hold has run out is the expirer's, not ready: its
+	// rider is not told to come for a battery that is about to go back.
+	err := tx.Where("battery_id = ? AND status = ? AND expires_at > ?", b.ID, models.BookingConfirmed, now).Take(&bk).Error
 	if err == gorm.ErrRecordNotFound {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	res := tx.Model(&bookingRow{}).Where("id = ? AND status = ?", bk.ID, models.BookingConfirmed).
 		Updates(map[string]any{"status": models.BookingReady, "ready_at": now, "updated_at": now})
 	if res.Error != nil || res.RowsAffected == 0 {
-		return res.Error
+		return false, res.Error
 	}
 	o.bookingEvent(&bk, st, models.EventBookingReady, "Battery ready",
 		fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", b.SerialNumber, st.Name), models.LevelInfo, nil)
-	return nil
+	return true, nil
 }
 
 // ReclassByCharge brings every battery at a station in line with
 // READY_CHARGE, as telemetry of its own charge would: a free battery is
-// available at or over it and charging under it, and a booking whose
-// battery is over it is ready. Batteries only change class on telemetry, so
-// after READY_CHARGE changed, stored ones keep the old threshold until
-// this runs (serve runs it at start). It writes the same events telemetry
-// does and reports how many batteries it touched. Safe to run on several
-// instances at once: each battery is updated under its station's lock, and
-// one already in line is left alone.
-func (s *Store) ReclassByCharge(ctx context.Context) (int, error) {
+// available at or over it and charging under it, and a booking (within its
+// hold) whose battery is over it is ready. Batteries only change class on
+// telemetry, so after READY_CHARGE changed, stored ones keep the old
+// threshold until this runs (serve runs it at start and every minute). It
+// writes the same events telemetry does and reports how many batteries it
+// changed. Safe to run on several instances at once: each battery is
+// re-read under its station's lock, and one already in line is left alone.
+// A battery it cannot re-class now (a concurrent change, a deadlock) is
+// left for the next run, and reported in err after the others are done.
+func (s *Store) ReclassByCharge(ctx context.Context) (n int, err error) {
 	ready := s.opts.ReadyCharge
 	var ids []int64
-	err := s.db.WithContext(ctx).Model(&batteryRow{}).
+	if err := s.db.WithContext(ctx).Model(&batteryRow{}).
 		Where("station_id IS NOT NULL AND ("+
 			"(status = ? AND charge_percent < ?) OR (status = ? AND charge_percent >= ?) OR "+
-			"(status = ? AND charge_percent >= ? AND id IN (SELECT battery_id FROM bookings WHERE status = ?)))",
+			"(status = ? AND charge_percent >= ? AND id IN (SELECT battery_id FROM bookings WHERE status = ? AND expires_at > ?)))",
 			models.BatteryAvailable, ready, models.BatteryCharging, ready,
-			models.BatteryBooked, ready, models.BookingConfirmed).
-		Order("id").Pluck("id", &ids).Error
-	if err != nil {
+			models.BatteryBooked, ready, models.BookingConfirmed, s.now()).
+		Order("id").Pluck("id", &ids).Error; err != nil {
 		return 0, translate(err, "batteries")
 	}
-	n := 0
+	var failed []error
 	for _, id := range ids {
-		_, err := s.updateBattery(ctx, id, models.BatteryPatch{}) // its charge as it is under the lock
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		_, changed, err := s.updateBattery(ctx, id, models.BatteryPatch{}) // its charge as it is under the lock
 		switch {
 		case models.IsCode(err, models.CodeConflict), models.IsCode(err, models.CodeNotFound):
 			// Moved or changed meanwhile: whoever changed it classed it.
 		case err != nil:
-			return n, err
-		default:
+			failed = append(failed, fmt.Errorf("battery %d: %w", id, err))
+		case changed:
 			n++
 		}
 	}
-	return n, nil
+	return n, errors.Join(failed...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"batteryswap/models"
 	"batteryswap/store"
@@ -48,6 +49,40 @@ func TestReclassByChargeAfterReadyChargeChanged(t *testing.T) {
 			}
 			if n, err := f.s.ReclassByCharge(f.ctx); err != nil || n != 0 {
 				t.Fatalf("second run: %d, %v; want 0", n, err)
+			}
+		})
+	}
+}
+
+// TestReclassLeavesAnExpiredHoldToTheExpirer: a confirmed booking whose hold
+// ran out while the server was down is not made ready by the re-class at
+// start (its rider would be told to come for a battery about to go back).
+func TestReclassLeavesAnExpiredHoldToTheExpirer(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			clock := newClock()
+			opts := store.Options{Now: clock.Now, ReadyCharge: 80, BookingHold: 15 * time.Minute, BookingWarn: 3 * time.Minute}
+			before := &fixture{t: t, s: storetest.OpenURL(t, url, opts), clock: clock, ctx: context.Background()}
+			st := before.station("Dale", 60)
+			rider := before.user("dale@example.com")
+			b, _, err := before.s.CreateBooking(before.ctx, rider.ID, st.ID, "")
+			if err != nil || b.Status != models.BookingConfirmed {
+				t.Fatalf("booking: %+v, %v; want confirmed", b, err)
+			}
+			clock.Advance(time.Hour) // down past the hold
+
+			opts.ReadyCharge = 40
+			f := &fixture{t: t, s: storetest.OpenURL(t, url, opts), clock: clock, ctx: before.ctx}
+			start := f.head()
+			if n, err := f.s.ReclassByCharge(f.ctx); err != nil || n != 0 {
+				t.Fatalf("ReclassByCharge = %d, %v; want 0", n, err)
+			}
+			if got, _ := f.s.FindBookingByID(f.ctx, b.ID); got.Status != models.BookingConfirmed {
+				t.Fatalf("booking %s, want confirmed until the expirer takes it", got.Status)
+			}
+			if evs := f.events(start, models.TopicStations, models.UserTopic(rider.ID)); len(evs) != 0 {
+				t.Fatalf("events %v, want none", types(evs))
 			}
 		})
 	}

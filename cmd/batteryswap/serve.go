@@ -132,13 +132,6 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 			return nil, err
 		}
 	}
-	// Batteries change class only on telemetry: if READY_CHARGE changed,
-	// bring the stored ones in line now.
-	if n, rerr := a.store.ReclassByCharge(ctx); rerr != nil {
-		return nil, fmt.Errorf("re-class batteries for READY_CHARGE: %w", rerr)
-	} else if n > 0 {
-		log.Info("batteries re-classed for READY_CHARGE", "ready_charge", cfg.ReadyCharge, "batteries", n)
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := stream.NewMetrics(reg)
@@ -180,11 +173,41 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 		stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log)
 	})
 	a.goBG(func() { a.expireLoop(bg) })
+	a.goBG(func() { a.reclassLoop(bg) })
 	return a, nil
 }
 
 func janitorInterval(retention time.Duration) time.Duration {
 	return min(max(retention/10, time.Second), 10*time.Minute)
+}
+
+// reclassEvery is how often stored batteries are checked against
+// READY_CHARGE (reclassLoop).
+const reclassEvery = time.Minute
+
+// reclassLoop brings stored batteries in line with READY_CHARGE at start
+// and every reclassEvery: batteries change class only on telemetry, so
+// after READY_CHARGE changed they would keep the old threshold. It runs in
+// the background, so a large fleet does not hold up the listener, and
+// again later, so batteries that instances still on the old threshold
+// touched during a rolling deploy are brought in line once it is over.
+func (a *app) reclassLoop(ctx context.Context) {
+	t := time.NewTicker(reclassEvery)
+	defer t.Stop()
+	for {
+		n, err := a.store.ReclassByCharge(ctx)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("re-classing batteries for READY_CHARGE failed; next try in a minute", "err", err)
+		}
+		if n > 0 {
+			a.log.Info("batteries re-classed for READY_CHARGE", "ready_charge", a.cfg.ReadyCharge, "batteries", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (a *app) goBG(fn func()) {
