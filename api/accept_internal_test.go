@@ -54,6 +54,8 @@ func TestTransportChoice(t *testing.T) {
 		{"?transport=bogus", "application/json", "", "400"},
 		{"?transport=poll&format=xml", "", "", "400"},
 		{"?format=xml", "", "websocket", "400"},
+		{"?transport=websocket", "", "websocket", transportWS},
+		{"?transport=websocket", "", "", "400"}, // no handshake: not silently SSE
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/stream/stations"+tt.query, nil)
 		if tt.accept != "" {

@@ -228,6 +228,8 @@ func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([
 		return nil, errInvalid("format must be ndjson, or absent for SSE")
 	case strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		req.transport = transportWS
+	case transport == "websocket":
+		return nil, errInvalid("transport=websocket needs a WebSocket handshake (Upgrade: websocket)")
 	case transport == "poll":
 		req.transport = transportPoll
 	case format != "":

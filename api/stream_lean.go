@@ -431,10 +431,9 @@ func (t *leanStreams) remove(l *leanStream) {
 // notices a departed client at its next heartbeat (peerGone), up to
 // HEARTBEAT_INTERVAL later; a client at its limit of streams that closes
 // some and opens new ones (a page reloaded) would be refused until then.
-// Called only when that client is at its limit. Closing the subscription
-// wakes the stream's goroutine, which finishes: the slot given back here
-// is not reused while the old stream still holds its connection and
-// subscription.
+// Called only when that client is at its limit. The departed stream's
+// subscription and connection are closed here, before its slot is given
+// back; its goroutine, woken, finishes the rest.
 func (t *leanStreams) releaseGone(key string) int {
 	t.mu.Lock()
 	mine := make([]*leanStream, 0, len(t.byKey[key]))
@@ -449,6 +448,7 @@ func (t *leanStreams) releaseGone(key string) int {
 		if peerGone(l.conn) && l.ended.CompareAndSwap(nil, &errClientGone) {
 			_ = l.conn.SetWriteDeadline(aLongTimeAgo)
 			l.sub.Close() // outside t.mu: it may leave a broker channel
+			_ = l.conn.Close()
 			l.release()
 			n++
 		}
