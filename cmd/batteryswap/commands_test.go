@@ -61,6 +61,13 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "an origin with a path", env: map[string]string{"ALLOWED_ORIGINS": "https://a.example, https://b.example/app"}, err: "ALLOWED_ORIGINS"},
 		{name: "an origin without a scheme", env: map[string]string{"ALLOWED_ORIGINS": "app.example"}, err: "ALLOWED_ORIGINS"},
 		{name: "an origin with a wildcard host", env: map[string]string{"ALLOWED_ORIGINS": "https://*.example.com"}, err: "ALLOWED_ORIGINS"},
+		{name: "an origin with an empty port", env: map[string]string{"ALLOWED_ORIGINS": "http://a.example:"}, err: "ALLOWED_ORIGINS"},
+		{name: "an origin with port 99999", env: map[string]string{"ALLOWED_ORIGINS": "https://a.example:99999"}, err: "ALLOWED_ORIGINS"},
+		{name: "an origin with a non-ASCII host", env: map[string]string{"ALLOWED_ORIGINS": "https://bücher.example"}, err: "xn--"},
+		{name: "an origin's port without leading zeros", env: map[string]string{"ALLOWED_ORIGINS": "https://a.example:0443,http://b.example:08080"},
+			want: func(c Config) bool {
+				return slices.Equal(c.AllowedOrigins, []string{"https://a.example", "http://b.example:8080"})
+			}},
 		{name: "origins as browsers send them", env: map[string]string{"ALLOWED_ORIGINS": "HTTPS://App.Example.com:443,http://a.example:80,http://b.example:8080,https://[::1]:443"},
 			want: func(c Config) bool {
 				return slices.Equal(c.AllowedOrigins, []string{"https://app.example.com", "http://a.example", "http://b.example:8080", "https://[::1]"})

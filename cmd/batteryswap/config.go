@@ -193,16 +193,28 @@ func canonicalOrigin(o string) (string, error) {
 	if o == "*" {
 		return o, nil
 	}
+	bad := fmt.Errorf("%q is not an origin: want scheme://host[:port], like https://app.example.com, or * for any", o)
 	u, err := url.Parse(o)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || strings.Contains(u.Host, "*") ||
 		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%q is not an origin: want scheme://host[:port], like https://app.example.com, or * for any", o)
+		return "", bad
 	}
-	host := strings.ToLower(u.Host)
-	if p := u.Port(); p == "443" && u.Scheme == "https" || p == "80" && u.Scheme == "http" {
-		host = strings.ToLower(u.Hostname())
-		if strings.Contains(host, ":") { // IPv6
-			host = "[" + host + "]"
+	host := strings.ToLower(u.Hostname())
+	for _, r := range host {
+		if r > 127 {
+			return "", fmt.Errorf("%q: write the host as browsers send it, in its ASCII (xn--) form", o)
+		}
+	}
+	if strings.Contains(host, ":") { // IPv6
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return "", bad
+		}
+		if !(n == 443 && u.Scheme == "https" || n == 80 && u.Scheme == "http") {
+			host += ":" + strconv.Itoa(n)
 		}
 	}
 	return u.Scheme + "://" + host, nil
