@@ -8,6 +8,8 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -218,9 +220,10 @@ var errUnavailable = models.Errorf(models.CodeServiceUnavailable, "the database 
 // unavailable reports whether err says the database could not be reached or
 // dropped the connection, rather than that the request was wrong: a failed
 // connect, a broken connection, or PostgreSQL shutting down, starting up or
-// out of connection slots. A connect refused for bad credentials or an
-// unknown database is not: that is the configuration, an internal error
-// for the log at ERROR, not a moment to wait out. (Context errors never get
+// out of connection slots. A connect refused for bad credentials, an
+// unknown database or a certificate that does not verify is not: that is
+// the configuration, an internal error for the log at ERROR, not a moment
+// to wait out. (Context errors never get
 // here: translate returns them first.)
 func unavailable(err error) bool {
 	var ce *pgconn.ConnectError
@@ -236,6 +239,13 @@ func unavailable(err error) bool {
 			return connecting
 		}
 		return false
+	}
+	var cert *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &cert) || errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return false // the TLS set-up (sslmode, sslrootcert, the host name): configuration
 	}
 	if connecting || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
