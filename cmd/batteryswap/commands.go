@@ -21,6 +21,23 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 	})
 }
 
+// migrated readies the database for a command that writes, as serve does:
+// with AUTO_MIGRATE it applies pending migrations, without it refuses to
+// go on while some are pending (the command would fail on a missing table).
+func migrated(ctx context.Context, s *store.Store, cfg Config) error {
+	if cfg.AutoMigrate {
+		return s.Migrate(ctx)
+	}
+	pending, err := s.MigrationsPending(ctx)
+	if err != nil {
+		return err
+	}
+	if pending {
+		return errors.New("the database has migrations pending and AUTO_MIGRATE is false: run \"batteryswap migrate up\" first")
+	}
+	return nil
+}
+
 func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, words, err := parse("migrate", args, getenv, stderr, 1, nil)
 	if err != nil {
@@ -77,10 +94,8 @@ func cmdBroadcast(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer s.Close()
-	if pending, err := s.MigrationsPending(ctx); err != nil {
+	if err := migrated(ctx, s, cfg); err != nil {
 		return err
-	} else if pending {
-		return errors.New("broadcast: the database has migrations pending: run \"batteryswap migrate up\" (or serve) first")
 	}
 	n, err := s.BroadcastTest(ctx, stationID, message)
 	if err != nil {
@@ -139,10 +154,8 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer s.Close()
-	if cfg.AutoMigrate {
-		if err := s.Migrate(ctx); err != nil {
-			return err
-		}
+	if err := migrated(ctx, s, cfg); err != nil {
+		return err
 	}
 	hash, err := api.HashPassword(password, 0)
 	if err != nil {
