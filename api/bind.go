@@ -66,19 +66,36 @@ func bindJSON(c echo.Context, dst any, optional bool) error {
 	return nil
 }
 
-// exactNames refuses a key that names a field in another case: encoding/json
-// matches names without regard to case, so {"Station_ID": 3} would be read
-// as station_id, and {"station_id": 3, "STATION_ID": 4} as 4. Request
-// bodies are flat objects, so the top level is all there is to check.
+// exactNames refuses a key that names a field in another case, and a key
+// given twice: encoding/json matches names without regard to case and keeps
+// the last of twins, so {"Station_ID": 3} would be read as station_id, and
+// {"station_id": 3, "station_id": 4} as 4. Request bodies are flat objects,
+// so the top level is all there is to check.
 func exactNames(body []byte, dst any) error {
-	var keys map[string]json.RawMessage
-	if json.Unmarshal(body, &keys) != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil // not an object; Decode has judged it
 	}
 	names := jsonNames(reflect.TypeOf(dst))
-	for k := range keys {
-		if !names[k] {
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // Decode has judged it
+		}
+		k, _ := tok.(string)
+		switch {
+		case !names[k]:
 			return errInvalid("unknown field %q (names are case-sensitive)", k)
+		case seen[k]:
+			// encoding/json would keep the last: which one the client meant
+			// is anyone's guess.
+			return errInvalid("field %q is given twice", k)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
 		}
 	}
 	return nil

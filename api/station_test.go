@@ -243,6 +243,11 @@ func TestStationCreate(t *testing.T) {
 				want: func(t *testing.T, r response) { wantError(t, r, http.StatusBadRequest, "invalid_request") },
 			},
 			{
+				name: "a field given twice", given: admin,
+				when: `{"name":"A","address":"1 Main St","latitude":1,"longitude":2,"name":"B"}`,
+				want: func(t *testing.T, r response) { wantError(t, r, http.StatusBadRequest, "invalid_request") },
+			},
+			{
 				// encoding/json alone would read NAME as name.
 				name: "a field name in another case", given: admin,
 				when: map[string]any{"NAME": "Upper", "address": "1 Main St", "latitude": 1, "longitude": 2},
