@@ -74,6 +74,16 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 		// The unique index on active bookings per user refused it.
 		return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
 	}
+	if models.IsCode(err, models.CodeNoBatteryAvailable) || models.IsCode(err, models.CodeStationUnavailable) {
+		// The station refused before the index could: a rider who holds a
+		// booking is told that, which is what stands in their way anywhere
+		// (and what the dashboard reloads on). Only failures pay this read.
+		var held int64
+		if qerr := s.db.WithContext(ctx).Model(&bookingRow{}).
+			Where("user_id = ? AND status IN ?", userID, activeStatuses).Count(&held).Error; qerr == nil && held > 0 {
+			return nil, false, models.Errorf(models.CodeActiveBookingExists, "you already hold an active booking")
+		}
+	}
 	if err != nil {
 		return nil, false, translate(err, "station")
 	}

@@ -205,6 +205,20 @@ func TestBookingLifecycle(t *testing.T) {
 		if evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID)); len(evs) != 0 {
 			t.Fatalf("a refused booking wrote events: %v", types(evs))
 		}
+		// Also where nothing is left to book, or the station is closed: the
+		// booking the rider holds is the answer, not the station's state.
+		empty := f.station("Empty")
+		for _, status := range []models.StationStatus{models.StationOpen, models.StationClosed} {
+			if _, err := f.s.UpdateStation(f.ctx, empty.ID, models.StationPatch{Status: &status}); err != nil {
+				t.Fatal(err)
+			}
+			mid = f.head()
+			_, _, err = f.s.CreateBooking(f.ctx, rider.ID, empty.ID, "")
+			wantCode(t, err, models.CodeActiveBookingExists)
+			if evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID)); len(evs) != 0 {
+				t.Fatalf("a refused booking at a %s station wrote events: %v", status, types(evs))
+			}
+		}
 
 		// Collect, handing in an unknown depleted pack.
 		got, err := f.s.CollectBooking(f.ctx, b.ID, rider, &models.ReturnPack{SerialNumber: "OLD-1", ChargePercent: 12})
