@@ -21,9 +21,9 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 	})
 }
 
-// migrated readies the database for a command that writes, as serve does:
+// migrated readies the database for serve and the commands that write:
 // with AUTO_MIGRATE it applies pending migrations, without it refuses to
-// go on while some are pending (the command would fail on a missing table).
+// go on while some are pending (they would fail on a missing table).
 func migrated(ctx context.Context, s *store.Store, cfg Config) error {
 	if cfg.AutoMigrate {
 		return s.Migrate(ctx)

@@ -116,16 +116,10 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	}); err != nil {
 		return nil, err
 	}
-	if cfg.AutoMigrate {
-		if err = a.store.Migrate(ctx); err != nil {
-			return nil, err
-		}
-	} else if pending, perr := a.store.MigrationsPending(ctx); perr != nil || pending {
-		// Serving would answer ready and then fail every request.
-		if perr != nil {
-			return nil, perr
-		}
-		return nil, errors.New("the database has migrations pending and AUTO_MIGRATE is false: run \"batteryswap migrate up\" first")
+	// Without AUTO_MIGRATE, serving an unmigrated database would answer
+	// ready and then fail every request.
+	if err = migrated(ctx, a.store, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.AdminEmail != "" || cfg.AdminPassword != "" {
 		if err = a.ensureAdmin(ctx); err != nil {
