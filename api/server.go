@@ -259,14 +259,16 @@ func headAsGet(next echo.HandlerFunc) echo.HandlerFunc {
 const headKey = "batteryswap.head"
 
 // headAgain undoes headAsGet once the route is found, and lists HEAD
-// wherever the router's Allow header (a 405, an OPTIONS answer) lists GET.
+// wherever the router's Allow header lists GET. The router prepares that
+// header only when no route took the method (a 405, an OPTIONS answer), so
+// the requests that found their route pay nothing here.
 func headAgain(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		if c.Get(headKey) == true {
 			r.Method = http.MethodHead
 		}
-		if !isStreamPath(r.URL.Path) {
+		if _, allowing := c.Get(echo.ContextKeyHeaderAllow).(string); allowing && !isStreamPath(r.URL.Path) {
 			res := c.Response()
 			res.Before(func() {
 				allow := res.Header().Get("Allow")
