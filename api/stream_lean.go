@@ -355,9 +355,14 @@ func (l *leanStream) send(m *stream.Message) (sent, more bool) {
 // broker's goroutine), or the server drains. The writer sees ended before
 // its next write, and a write blocked on a full socket fails at once on
 // the past deadline. It never blocks.
-func (l *leanStream) kick(cause error) {
-	l.ended.CompareAndSwap(nil, &cause)
+func (l *leanStream) kick(cause error) { l.end(cause) }
+
+// end is kick, reporting whether cause is the one the stream ends for (no
+// other came first).
+func (l *leanStream) end(cause error) bool {
+	first := l.ended.CompareAndSwap(nil, &cause)
 	_ = l.conn.SetWriteDeadline(aLongTimeAgo)
+	return first
 }
 
 // finish releases what the stream holds: the subscription, the connection,
@@ -385,8 +390,7 @@ func (l *leanStream) finish(err error) {
 // track: Drain ends them and waits for their goroutines.
 type leanStreams struct {
 	mu      sync.Mutex
-	open    map[*leanStream]struct{}
-	byKey   map[string]map[*leanStream]struct{} // open, by clientKey
+	open    map[string]map[*leanStream]struct{} // by clientKey
 	drained bool
 	wg      sync.WaitGroup
 }
@@ -399,14 +403,12 @@ func (t *leanStreams) add(l *leanStream) bool {
 		return false
 	}
 	if t.open == nil {
-		t.open = make(map[*leanStream]struct{})
-		t.byKey = make(map[string]map[*leanStream]struct{})
+		t.open = make(map[string]map[*leanStream]struct{})
 	}
-	t.open[l] = struct{}{}
-	mine := t.byKey[l.clientKey]
+	mine := t.open[l.clientKey]
 	if mine == nil {
 		mine = make(map[*leanStream]struct{})
-		t.byKey[l.clientKey] = mine
+		t.open[l.clientKey] = mine
 	}
 	mine[l] = struct{}{}
 	t.wg.Add(1)
@@ -416,10 +418,9 @@ func (t *leanStreams) add(l *leanStream) bool {
 // remove is l's goroutine saying it is done.
 func (t *leanStreams) remove(l *leanStream) {
 	t.mu.Lock()
-	delete(t.open, l)
-	if mine := t.byKey[l.clientKey]; mine != nil {
+	if mine := t.open[l.clientKey]; mine != nil {
 		if delete(mine, l); len(mine) == 0 {
-			delete(t.byKey, l.clientKey)
+			delete(t.open, l.clientKey)
 		}
 	}
 	t.mu.Unlock()
@@ -436,8 +437,8 @@ func (t *leanStreams) remove(l *leanStream) {
 // back; its goroutine, woken, finishes the rest.
 func (t *leanStreams) releaseGone(key string) int {
 	t.mu.Lock()
-	mine := make([]*leanStream, 0, len(t.byKey[key]))
-	for l := range t.byKey[key] {
+	mine := make([]*leanStream, 0, len(t.open[key]))
+	for l := range t.open[key] {
 		if l.ended.Load() == nil { // one already ending gave its slot back or will
 			mine = append(mine, l)
 		}
@@ -445,8 +446,7 @@ func (t *leanStreams) releaseGone(key string) int {
 	t.mu.Unlock()
 	n := 0
 	for _, l := range mine {
-		if peerGone(l.conn) && l.ended.CompareAndSwap(nil, &errClientGone) {
-			_ = l.conn.SetWriteDeadline(aLongTimeAgo)
+		if peerGone(l.conn) && l.end(errClientGone) {
 			l.sub.Close() // outside t.mu: it may leave a broker channel
 			_ = l.conn.Close()
 			l.release()
@@ -463,10 +463,12 @@ func (t *leanStreams) releaseGone(key string) int {
 func (t *leanStreams) endAll() {
 	t.mu.Lock()
 	t.drained = true
-	open := make([]*leanStream, 0, len(t.open))
-	for l := range t.open {
-		l.kick(errDraining)
-		open = append(open, l)
+	var open []*leanStream
+	for _, mine := range t.open {
+		for l := range mine {
+			l.kick(errDraining)
+			open = append(open, l)
+		}
 	}
 	t.mu.Unlock()
 	for _, l := range open {
