@@ -36,13 +36,12 @@ const (
 // started: the error handler logs nothing more for it.
 var errStreamEnded = errors.New("stream ended")
 
-// Transport names, as metrics label them.
-// stream.Transports lists them all.
+// Transport names, as metrics label them (stream.Transports).
 const (
-	transportSSE    = "sse"
-	transportWS     = "websocket"
-	transportPoll   = "poll"
-	transportNDJSON = "ndjson"
+	transportSSE    = stream.TransportSSE
+	transportWS     = stream.TransportWS
+	transportPoll   = stream.TransportPoll
+	transportNDJSON = stream.TransportNDJSON
 )
 
 // registerStreamRoutes mounts the streams. Each URL speaks SSE, WebSocket,

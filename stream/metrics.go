@@ -18,8 +18,16 @@ type Metrics struct {
 	relayLag      prometheus.Histogram
 }
 
-// Transports are the stream transports the metrics label.
-var Transports = []string{"sse", "websocket", "poll", "ndjson"}
+// The stream transports, as the metrics label them.
+const (
+	TransportSSE    = "sse"
+	TransportWS     = "websocket"
+	TransportPoll   = "poll"
+	TransportNDJSON = "ndjson"
+)
+
+// Transports are all of them.
+var Transports = []string{TransportSSE, TransportWS, TransportPoll, TransportNDJSON}
 
 // NewMetrics creates the collectors and registers them with reg; a nil reg
 // leaves them unregistered. Every transport's series exists from the start,
