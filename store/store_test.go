@@ -713,21 +713,7 @@ func TestSameKeyRaceForTheLastBatteryReplays(t *testing.T) {
 // database wait for a lock, observed in pg_stat_activity.
 func (f *fixture) waitForLockWaiters(n int64) {
 	f.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var waiting int64
-		if err := f.s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting).Error; err != nil {
-			f.t.Fatal(err)
-		}
-		if waiting == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("%d sessions wait for a lock, want %d", waiting, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	f.waitForWaiters(n, "a lock", "")
 }
 
 // waitForBlockedBy waits until n sessions wait for a lock that the
@@ -738,18 +724,25 @@ func (f *fixture) waitForBlockedBy(tx *gorm.DB, n int64) {
 	if err := tx.Raw("SELECT pg_backend_pid()").Scan(&holder).Error; err != nil {
 		f.t.Fatal(err)
 	}
+	f.waitForWaiters(n, fmt.Sprintf("a lock of session %d", holder), " AND ? = ANY(pg_blocking_pids(pid))", holder)
+}
+
+// waitForWaiters waits until n sessions of the test's database wait for a
+// lock and match the extra condition and; what names the lock in the failure.
+func (f *fixture) waitForWaiters(n int64, what, and string, args ...any) {
+	f.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting int64
 		if err := f.s.DB().Raw(`SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock' AND ? = ANY(pg_blocking_pids(pid))`, holder).Scan(&waiting).Error; err != nil {
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`+and, args...).Scan(&waiting).Error; err != nil {
 			f.t.Fatal(err)
 		}
 		if waiting == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			f.t.Fatalf("%d sessions wait for a lock of session %d, want %d", waiting, holder, n)
+			f.t.Fatalf("%d sessions wait for %s, want %d", waiting, what, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
