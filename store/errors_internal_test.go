@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -65,43 +63,9 @@ func TestUnavailableByKind(t *testing.T) {
 	}
 }
 
-// TestConfigurationIsNotAnOutage: connects that a real PostgreSQL refuses
-// for the configuration (an unknown database, an unknown role) are 500s for
-// the operator's log, not 503s to wait out; only the server going away is.
-func TestConfigurationIsNotAnOutage(t *testing.T) {
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("REQUIRE_SERVICES") == "1" {
-			t.Fatal("TEST_DATABASE_URL is not set and REQUIRE_SERVICES=1")
-		}
-		t.Skip("TEST_DATABASE_URL not set")
-	}
-	for _, tt := range []struct {
-		name   string
-		change func(u *url.URL)
-	}{
-		{"an unknown database", func(u *url.URL) { u.Path = "/bs_no_such_database" }},
-		{"an unknown role", func(u *url.URL) { u.User = url.User("bs_no_such_role") }},
-	} {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tt.change(u)
-		conn, err := pgconn.Connect(context.Background(), u.String())
-		if err == nil {
-			conn.Close(context.Background())
-			t.Fatalf("%s: connected", tt.name)
-		}
-		var ce *pgconn.ConnectError
-		if !errors.As(err, &ce) {
-			t.Fatalf("%s: %T %v, want a ConnectError", tt.name, err, err)
-		}
-		if got := translate(err, "station"); models.IsCode(got, models.CodeServiceUnavailable) {
-			t.Errorf("%s: %v is service_unavailable, want an internal error", tt.name, got)
-		}
-	}
-	// A certificate that does not verify is configuration too.
+// A certificate that does not verify is configuration, not an outage
+// (TestConfigurationIsNotAnOutage has the connects a real server refuses).
+func TestCertificateFailureIsConfiguration(t *testing.T) {
 	if unavailable(fmt.Errorf("connect: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}})) {
 		t.Error("a failed certificate verification is an outage")
 	}

@@ -18,3 +18,6 @@ func SetLeaseTimings(t interface{ Cleanup(func()) }, ping, idle time.Duration) {
 func FreezeInTransaction(l any) error {
 	return l.(*relayLease).db.Exec("BEGIN").Error
 }
+
+// Translate is translate, the store's mapping of driver errors.
+var Translate = translate

@@ -2,12 +2,13 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"batteryswap/models"
 	"batteryswap/store"
@@ -35,7 +36,7 @@ func TestDatabaseOutageIsServiceUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := strings.TrimPrefix(parsed.Path, "/")
-	admin, err := pgx.Connect(ctx, os.Getenv("TEST_DATABASE_URL"))
+	admin, err := pgx.Connect(ctx, storetest.BaseURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,5 +56,37 @@ func TestDatabaseOutageIsServiceUnavailable(t *testing.T) {
 	}
 	if _, _, err := s.CreateBooking(ctx, u.ID, st.ID, ""); !models.IsCode(err, models.CodeServiceUnavailable) {
 		t.Errorf("booking during the outage: %v, want service_unavailable", err)
+	}
+}
+
+// TestConfigurationIsNotAnOutage: connects that a real PostgreSQL refuses
+// for the configuration (an unknown database, an unknown role) are 500s for
+// the operator's log, not 503s to wait out; only the server going away is.
+func TestConfigurationIsNotAnOutage(t *testing.T) {
+	base := storetest.BaseURL(t)
+	for _, tt := range []struct {
+		name   string
+		change func(u *url.URL)
+	}{
+		{"an unknown database", func(u *url.URL) { u.Path = "/bs_no_such_database" }},
+		{"an unknown role", func(u *url.URL) { u.User = url.User("bs_no_such_role") }},
+	} {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.change(u)
+		conn, err := pgconn.Connect(context.Background(), u.String())
+		if err == nil {
+			conn.Close(context.Background())
+			t.Fatalf("%s: connected", tt.name)
+		}
+		var ce *pgconn.ConnectError
+		if !errors.As(err, &ce) {
+			t.Fatalf("%s: %T %v, want a ConnectError", tt.name, err, err)
+		}
+		if got := store.Translate(err, "station"); models.IsCode(got, models.CodeServiceUnavailable) {
+			t.Errorf("%s: %v is service_unavailable, want an internal error", tt.name, got)
+		}
 	}
 }

@@ -29,13 +29,7 @@ func URL(t testing.TB, dialect string) string {
 	if dialect == "sqlite" {
 		return "sqlite://" + filepath.Join(t.TempDir(), "test.db")
 	}
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("REQUIRE_SERVICES") == "1" {
-			t.Fatal("TEST_DATABASE_URL is not set and REQUIRE_SERVICES=1")
-		}
-		t.Skip("TEST_DATABASE_URL not set")
-	}
+	base := BaseURL(t)
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -62,6 +56,21 @@ func URL(t testing.TB, dialect string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// BaseURL returns TEST_DATABASE_URL, the PostgreSQL database the tests may
+// create databases from. It skips (or fails under REQUIRE_SERVICES=1) when
+// it is not set.
+func BaseURL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("TEST_DATABASE_URL")
+	if base == "" {
+		if os.Getenv("REQUIRE_SERVICES") == "1" {
+			t.Fatal("TEST_DATABASE_URL is not set and REQUIRE_SERVICES=1")
+		}
+		t.Skip("TEST_DATABASE_URL not set")
+	}
+	return base
 }
 
 // Open returns a migrated store on a fresh database of the dialect, closed
