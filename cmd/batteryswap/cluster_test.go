@@ -197,6 +197,19 @@ func waitPublished(t *testing.T, in *instance, n int64) {
 	}
 }
 
+// eventually polls cond until it holds, and fails the test with what after
+// a generous limit.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling another goroutine's progress, with a deadline
+	}
+}
+
 func mustHash(t *testing.T, pw string) string {
 	t.Helper()
 	h, err := hashForTest(pw)

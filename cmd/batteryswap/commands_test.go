@@ -501,18 +501,11 @@ func TestServeReclassesForANewReadyCharge(t *testing.T) {
 	cfg.ReadyCharge = 40
 	second := startInstance(t, cfg)
 	// The re-class runs in the background, right after start.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, "after READY_CHARGE 80 -> 40 a pack at 50% available, none charging", func() bool {
 		var got models.Station
 		if code := call(t, "GET", fmt.Sprintf("%s/api/v1/stations/%d", second.url, st.ID), "", nil, &got); code != 200 {
 			t.Fatalf("GET station: %d", code)
 		}
-		if got.Available == 1 && got.Charging == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after READY_CHARGE 80 -> 40 a pack at 50%%: %d available, %d charging; want 1, 0", got.Available, got.Charging)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return got.Available == 1 && got.Charging == 0
+	})
 }

@@ -394,13 +394,7 @@ func TestClosedStreamsFreeTheirSlotsAtOnce(t *testing.T) {
 	second := []net.Conn{open(), open()} // refused before the fix: 429 for an hour
 	// The closed streams ended too: the client holds what it may, two
 	// subscriptions, not four with two of them uncounted.
-	deadline := time.Now().Add(10 * time.Second)
-	for in.app.hub.Subscribers() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d subscriptions after two streams closed and two opened, want 2", in.app.hub.Subscribers())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, "2 subscriptions after two streams closed and two opened", func() bool { return in.app.hub.Subscribers() == 2 })
 	for _, c := range second {
 		c.Close()
 	}
