@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +13,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"batteryswap/api"
+	"batteryswap/store/storetest"
 )
 
 // TestRequestBodies covers what every write endpoint does with its body:
@@ -536,5 +540,38 @@ func TestSecurityHeaders(t *testing.T) {
 		if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || !strings.Contains(csp, "default-src 'self'") {
 			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
 		}
+	}
+}
+
+// TestDatabaseOutageIs503: with the database cut off (no new connections,
+// every open one ended), a request is answered 503 service_unavailable with
+// Retry-After, and nothing of the driver's error reaches the client.
+func TestDatabaseOutageIs503(t *testing.T) {
+	e := newAPIEnv(t, "postgres", nil)
+	admin, _ := e.newAdmin(t)
+	stationID := e.newStation(t, admin)
+	var name string
+	if err := e.store.DB().Raw("SELECT current_database()").Scan(&name).Error; err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, storetest.BaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(context.Background(), "ALTER DATABASE "+name+" ALLOW_CONNECTIONS true")
+		conn.Close(context.Background())
+	})
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+name+" ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do(t, http.MethodGet, fmt.Sprintf("/api/v1/stations/%d", stationID), "", nil)
+	wantError(t, r, http.StatusServiceUnavailable, "service_unavailable")
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
 	}
 }
