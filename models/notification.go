@@ -46,12 +46,7 @@ func (in *NotificationInput) Validate() error {
 	if in.UserID <= 0 {
 		f["user_id"] = "is required"
 	}
-	in.Title = strings.TrimSpace(in.Title)
-	if in.Title == "" {
-		f["title"] = "is required"
-	} else if longer(in.Title, 200) {
-		f["title"] = "must be at most 200 characters"
-	}
+	checkText(f, "title", &in.Title, 200, "is required")
 	if strings.TrimSpace(in.Message) == "" {
 		f["message"] = "is required"
 	} else if longer(in.Message, 2000) {
