@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -8,6 +9,10 @@ import (
 
 	"batteryswap/models"
 )
+
+// statusClientClosedRequest is what logs and metrics record for a request
+// whose client went away before it was answered (nginx's 499).
+const statusClientClosedRequest = 499
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[models.Code]int{
@@ -66,6 +71,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		if !errors.Is(err, errStreamEnded) {
 			s.log.Warn("error after response started", "err", err, "request_id", requestID(c))
 		}
+		return
+	}
+	if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+		// The client hung up (while its stream waited for the broker, say):
+		// nobody reads an answer, and nothing failed on our side.
+		c.Response().Status = statusClientClosedRequest
+		s.log.Debug("client closed the request", "method", c.Request().Method, "route", c.Path(), "request_id", requestID(c))
 		return
 	}
 	body := errorBody{}

@@ -105,8 +105,12 @@ type Server struct {
 	drain      context.Context
 	startDrain context.CancelFunc
 	// hijacked are the SSE and NDJSON streams that left net/http (see
-	// stream_lean.go); http.Server.Shutdown does not see them.
+	// stream_sse.go); http.Server.Shutdown does not see them.
 	hijacked leanStreams
+	// intros are the shared opening events of station streams, stations
+	// the ids known to exist (stream_open.go, stream_routes.go).
+	intros   introCache
+	stations knownStations
 }
 
 // New builds the server and its routes.

@@ -63,7 +63,7 @@ func newLeanEnv(t *testing.T, hubOpts stream.HubOptions, heartbeat time.Duration
 		ts.Start()
 	}
 	t.Cleanup(ts.Close)
-	last, _, err := hub.Head(t.Context())
+	last, _, err := hub.Bounds(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func (e *leanEnv) publish(t *testing.T, size int) *models.Event {
 		Seq: e.seq, Type: models.EventInventoryUpdate, Topic: models.StationTopic(1), CreatedAt: time.Now(),
 		Payload: models.NewPayload(models.EventInventoryUpdate, time.Now(), map[string]any{"message": strings.Repeat("x", size)}),
 	}
-	if err := e.broker.Publish(context.Background(), ev); err != nil {
+	if err := e.broker.Publish(context.Background(), []models.Event{*ev}); err != nil {
 		t.Fatal(err)
 	}
 	return ev

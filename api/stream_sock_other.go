@@ -7,10 +7,3 @@ import "net"
 // peerGone cannot look at the socket on this platform; a client that left
 // is noticed when a write to it fails.
 func peerGone(net.Conn) bool { return false }
-
-// sockWriter is never made here: the dispatcher never writes directly.
-type sockWriter struct{}
-
-func newSockWriter(net.Conn) *sockWriter { return nil }
-
-func (*sockWriter) writeNow([]byte) int { return 0 }

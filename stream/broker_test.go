@@ -34,7 +34,10 @@ func testBroker(t *testing.T, newBroker func(t *testing.T) Broker) {
 		var topics []models.Topic
 		for range 2 {
 			d := r.next(t)
-			sameEvent(t, d.msg.Event(), ev)
+			if len(d.msgs) != 1 {
+				t.Fatalf("delivered %d events, want 1", len(d.msgs))
+			}
+			sameEvent(t, d.msgs[0].Event(), ev)
 			topics = append(topics, d.topic)
 		}
 		slices.Sort(topics)
@@ -52,7 +55,7 @@ func testBroker(t *testing.T, newBroker func(t *testing.T) Broker) {
 		// Delivery keeps publish order, so anything unwanted would come first.
 		for _, want := range []delivery{{models.TopicStations, nil}, {models.UserTopic(1), nil}} {
 			if d := r.next(t); d.topic != want.topic {
-				t.Fatalf("delivery of %d on %s, want one on %s", d.msg.Seq(), d.topic, want.topic)
+				t.Fatalf("delivery of %v on %s, want one on %s", d.seqs(), d.topic, want.topic)
 			}
 		}
 	})
@@ -64,16 +67,16 @@ func testBroker(t *testing.T, newBroker func(t *testing.T) Broker) {
 		mustSubscribe(t, b, topic, marker)
 		b.Unsubscribe(topic)
 		mustPublish(t, b, testEvent(1, topic))
-		if d := r.next(t); d.msg.Seq() != 1 {
-			t.Fatalf("got event %d, want 1 while one subscription remains", d.msg.Seq())
+		if d := r.next(t); !slices.Equal(d.seqs(), []int64{1}) {
+			t.Fatalf("got events %v, want [1] while one subscription remains", d.seqs())
 		}
 		b.Unsubscribe(topic)
 		// A Subscribe returning proves the earlier Unsubscribe took effect.
 		mustSubscribe(t, b, marker)
 		mustPublish(t, b, testEvent(2, topic))
 		mustPublish(t, b, testEvent(3, marker))
-		if d := r.next(t); d.msg.Seq() != 3 {
-			t.Fatalf("got event %d on %s after the last Unsubscribe, want only the marker 3", d.msg.Seq(), d.topic)
+		if d := r.next(t); !slices.Equal(d.seqs(), []int64{3}) {
+			t.Fatalf("got events %v on %s after the last Unsubscribe, want only the marker 3", d.seqs(), d.topic)
 		}
 	})
 
@@ -85,8 +88,35 @@ func testBroker(t *testing.T, newBroker func(t *testing.T) Broker) {
 			mustPublish(t, b, testEvent(i+1, models.StationTopic(i%3+1)))
 		}
 		for i := range int64(n) {
-			if d := r.next(t); d.msg.Seq() != i+1 {
-				t.Fatalf("delivery %d is event %d", i+1, d.msg.Seq())
+			if d := r.next(t); !slices.Equal(d.seqs(), []int64{i + 1}) {
+				t.Fatalf("delivery %d is events %v", i+1, d.seqs())
+			}
+		}
+	})
+
+	// A batch arrives in runs of one topic, one delivery per run and
+	// channel, in order: whichever channels a subscriber joined, what it
+	// gets from them, taken in arrival order, is in Seq order.
+	t.Run("DeliversABatchInRuns", func(t *testing.T) {
+		b, r := start(t)
+		st1, st2, u4 := models.StationTopic(1), models.StationTopic(2), models.UserTopic(4)
+		mustSubscribe(t, b, st1, st2, u4, models.TopicStations)
+		mustPublish(t, b, testEvent(1, st1), testEvent(2, st1), testEvent(3, u4), testEvent(4, st2), testEvent(5, st1))
+		got := map[models.Topic][]int64{}
+		var prev delivery
+		for range 7 { // runs [1 2] [3] [4] [5]; station runs arrive twice
+			d := r.next(t)
+			same := prev.msgs != nil && slices.Equal(d.seqs(), prev.seqs())
+			if prev.msgs != nil && !same && d.msgs[0].Seq() <= prev.msgs[len(prev.msgs)-1].Seq() {
+				t.Fatalf("delivery %v on %s after %v on %s: out of order", d.seqs(), d.topic, prev.seqs(), prev.topic)
+			}
+			got[d.topic] = append(got[d.topic], d.seqs()...)
+			prev = d
+		}
+		want := map[models.Topic][]int64{st1: {1, 2, 5}, st2: {4}, u4: {3}, models.TopicStations: {1, 2, 4, 5}}
+		for topic, seqs := range want {
+			if !slices.Equal(got[topic], seqs) {
+				t.Errorf("on %s got %v, want %v", topic, got[topic], seqs)
 			}
 		}
 	})
@@ -107,8 +137,7 @@ func testBroker(t *testing.T, newBroker func(t *testing.T) Broker) {
 		if err := b.Subscribe(ctx, models.TopicStations); !errors.Is(err, ErrClosed) {
 			t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
 		}
-		ev := testEvent(1, models.TopicStations)
-		if err := b.Publish(ctx, &ev); !errors.Is(err, ErrClosed) {
+		if err := b.Publish(ctx, []models.Event{testEvent(1, models.TopicStations)}); !errors.Is(err, ErrClosed) {
 			t.Errorf("Publish after Close = %v, want ErrClosed", err)
 		}
 		if err := b.Close(); err != nil {
@@ -119,8 +148,10 @@ func testBroker(t *testing.T, newBroker func(t *testing.T) Broker) {
 
 type delivery struct {
 	topic models.Topic
-	msg   *Message
+	msgs  []*Message
 }
+
+func (d delivery) seqs() []int64 { return msgSeqs(d.msgs) }
 
 // recorder is a Handler that hands deliveries to the test.
 type recorder struct {
@@ -132,8 +163,10 @@ func newRecorder() *recorder {
 	return &recorder{deliveries: make(chan delivery, 1024), resyncs: make(chan struct{}, 16)}
 }
 
-func (r *recorder) Deliver(topic models.Topic, m *Message) { r.deliveries <- delivery{topic, m} }
-func (r *recorder) Resync()                                { r.resyncs <- struct{}{} }
+func (r *recorder) Deliver(topic models.Topic, msgs []*Message) {
+	r.deliveries <- delivery{topic, slices.Clone(msgs)}
+}
+func (r *recorder) Resync() { r.resyncs <- struct{}{} }
 
 func (r *recorder) next(t *testing.T) delivery {
 	t.Helper()
@@ -174,9 +207,10 @@ func mustSubscribe(t *testing.T, b Broker, topics ...models.Topic) {
 	}
 }
 
-func mustPublish(t *testing.T, b Broker, ev models.Event) {
+// mustPublish publishes evs as one batch.
+func mustPublish(t *testing.T, b Broker, evs ...models.Event) {
 	t.Helper()
-	if err := b.Publish(context.Background(), &ev); err != nil {
-		t.Fatalf("Publish(%d): %v", ev.Seq, err)
+	if err := b.Publish(context.Background(), evs); err != nil {
+		t.Fatalf("Publish(%d..%d): %v", evs[0].Seq, evs[len(evs)-1].Seq, err)
 	}
 }

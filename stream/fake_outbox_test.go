@@ -27,6 +27,8 @@ type fakeOutbox struct {
 	lease     *fakeLease
 	failReads error // EventsAfter fails with it while set
 	failHead  error
+	heads     int // Head calls
+	reads     int // EventsAfter calls
 	trims     []time.Time
 }
 
@@ -79,6 +81,13 @@ func (o *fakeOutbox) setFailReads(err error) {
 	o.mu.Unlock()
 }
 
+// calls returns how many times Head and EventsAfter were called.
+func (o *fakeOutbox) calls() (heads, reads int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.heads, o.reads
+}
+
 func (o *fakeOutbox) state() (published, trimmed int64, leases int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -99,6 +108,7 @@ func (o *fakeOutbox) EventsAfter(ctx context.Context, cursor int64, topics []mod
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.reads++
 	if o.failReads != nil {
 		return nil, o.failReads
 	}
@@ -126,6 +136,7 @@ func deliveredOn(topic models.Topic, topics []models.Topic) bool {
 func (o *fakeOutbox) Head(context.Context) (last, trimmed int64, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.heads++
 	return o.last, o.trimmed, o.failHead
 }
 

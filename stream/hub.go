@@ -5,11 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"batteryswap/models"
 )
@@ -41,16 +42,22 @@ type HubOptions struct {
 	Metrics *Metrics
 }
 
+// hubShards is how many parts the topic table is cut into: subscribers of
+// different topics register without meeting on one lock.
+const hubShards = 64
+
 // Hub delivers events to this instance's subscribers: it joins the broker
-// topics they follow, fans each event out to their bounded queues without
-// ever blocking, and replays from the Outbox what a subscriber missed before
-// it arrived or the broker missed while it reconnected.
+// topics they follow, hands each delivered run to their bounded queues
+// without ever blocking, and replays from the Outbox what a subscriber
+// missed before it arrived or the broker missed while it reconnected.
 //
-// The Hub has no long-lived goroutines of its own, so there is nothing to
-// run: events are dispatched on the broker's goroutine (helped, for a topic
-// with many subscribers, by one short-lived goroutine per CPU), and each
-// Subscription's reader reads its replay on its own goroutine. It is ready
-// once NewHub returns. All methods are safe for concurrent use.
+// Fan-out holds no lock while it offers: each topic's subscribers are a
+// copy-on-write list that the dispatching goroutine reads as it was when
+// the run arrived, so a Subscribe never waits for a fan-out, and the
+// writes to clients happen on the subscribers' own goroutines (see
+// Subscription.Next), spread over every core. The Hub has no goroutines of
+// its own: it dispatches on the broker's goroutine. All methods are safe
+// for concurrent use.
 type Hub struct {
 	broker    Broker
 	outbox    Outbox
@@ -63,17 +70,45 @@ type Hub struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// seen is where a catch-up after a broker reconnect starts: every event
-	// at or below it either reached the hub before the connection dropped
-	// (the relay publishes in sequence order) or was sequenced before the
-	// first subscriber arrived, so any subscriber's own replay covers it.
+	// seen is the highest sequence number delivered to the hub, raised
+	// before the run is offered to anyone; before the first delivery, the
+	// outbox head read when the first subscriber arrived. A subscriber
+	// registered before a run is offered gets it live; one registered
+	// after reads a seen at or above it. So seen, read after registering,
+	// is a cursor a fresh subscriber may start from (Subscription.Head).
+	// It is also where a catch-up after a broker reconnect starts.
 	seen   atomic.Int64
 	primed atomic.Bool
+	// gens numbers the topics' broker memberships (topicSubs.gen).
+	gens atomic.Uint64
 
-	mu     sync.RWMutex
-	topics map[models.Topic]map[*Subscription]struct{}
-	subs   int
+	// life orders Subscribe's registration against Close: registrations
+	// hold it shared, Close exclusively.
+	life   sync.RWMutex
 	closed bool
+
+	seed   maphash.Seed
+	shards [hubShards]shard
+	subs   atomic.Int64
+}
+
+type shard struct {
+	mu     sync.Mutex
+	topics map[models.Topic]*topicSubs
+}
+
+// topicSubs are one topic's local subscribers.
+type topicSubs struct {
+	// list is read without a lock by dispatch. Registration appends in
+	// place while the capacity lasts (readers of an older length never
+	// look past it) and a removal publishes a fresh copy.
+	list atomic.Pointer[[]*Subscription]
+	// Guarded by the shard's mu: how many subscribers hold a broker
+	// subscription of the topic, and which membership that is: gen
+	// changes whenever joined rises from zero, so two subscribers that read
+	// the same gen were both covered by one unbroken broker subscription.
+	joined int
+	gen    uint64
 }
 
 // NewHub returns a Hub that receives from b (it calls b.Start) and replays
@@ -89,17 +124,25 @@ func NewHub(b Broker, o Outbox, opts HubOptions) *Hub {
 		metrics:   opts.Metrics,
 		ctx:       ctx,
 		cancel:    cancel,
-		topics:    make(map[models.Topic]map[*Subscription]struct{}),
+		seed:      maphash.MakeSeed(),
+	}
+	for i := range h.shards {
+		h.shards[i].topics = make(map[models.Topic]*topicSubs)
 	}
 	b.Start(feed{h})
 	return h
 }
 
+func (h *Hub) shardOf(t models.Topic) *shard {
+	return &h.shards[maphash.String(h.seed, string(t))%hubShards]
+}
+
 // Subscribe registers a subscriber to topics: live events are queued for it
 // from the moment it returns, and the broker subscription of every topic is
-// active by then. The caller then calls Start once and reads with Next, and
-// must Close the Subscription. Topics must be valid (invalid_request
-// otherwise); duplicates are ignored. After Hub.Close it returns ErrClosed.
+// active by then. The caller then calls Start or StartAtHead once, reads
+// with Next, and must Close the Subscription. Topics must be valid
+// (invalid_request otherwise); duplicates are ignored. After Hub.Close it
+// returns ErrClosed.
 func (h *Hub) Subscribe(ctx context.Context, topics []models.Topic) (*Subscription, error) {
 	topics, err := uniqueTopics(topics)
 	if err != nil {
@@ -109,43 +152,27 @@ func (h *Hub) Subscribe(ctx context.Context, topics []models.Topic) (*Subscripti
 		return nil, err
 	}
 	s := &Subscription{hub: h, topics: topics, wake: make(chan struct{}, 1)}
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
+	if !h.register(s) {
 		return nil, ErrClosed
 	}
-	for _, t := range topics {
-		set := h.topics[t]
-		if set == nil {
-			set = make(map[*Subscription]struct{})
-			h.topics[t] = set
-		}
-		set[s] = struct{}{}
-	}
-	s.registered = true
-	h.subs++
-	h.mu.Unlock()
-
 	// Registered first, joined second: an event that arrives as soon as the
 	// broker subscription is active already finds the subscriber.
 	if err := h.broker.Subscribe(ctx, topics...); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("stream: subscribe: %w", err)
 	}
-	h.mu.Lock()
-	s.joined = s.registered
-	joined := s.joined // read under the lock: Hub.Close may clear it
-	h.mu.Unlock()
-	if !joined { // the hub closed meanwhile
+	gen, ok := h.join(s)
+	if !ok { // closed meanwhile
 		h.broker.Unsubscribe(topics...)
 		return nil, ErrClosed
 	}
+	s.head = Head{Seq: h.seen.Load(), Epoch: gen}
 	return s, nil
 }
 
 // prime starts seen at the outbox head before the first subscriber arrives:
 // every subscriber's replay reads past it, so a catch-up never needs to
-// reach further back.
+// reach further back, and fresh subscribers get a cursor that is current.
 func (h *Hub) prime(ctx context.Context) error {
 	if h.primed.Load() {
 		return nil
@@ -159,117 +186,154 @@ func (h *Hub) prime(ctx context.Context) error {
 	return nil
 }
 
-// Head returns the outbox's last and trimmed sequence numbers (see
-// Outbox.Head), to check a cursor before resuming from it.
-func (h *Hub) Head(ctx context.Context) (last, trimmed int64, err error) {
-	return h.outbox.Head(ctx)
-}
-
-// Subscribers returns how many subscriptions are registered.
-func (h *Hub) Subscribers() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.subs
-}
-
-// Close ends every subscription with ErrClosed and refuses new ones. It is
-// idempotent.
-func (h *Hub) Close() {
-	h.mu.Lock()
+// register adds s to the list of each of its topics, unless the hub is
+// closed.
+func (h *Hub) register(s *Subscription) bool {
+	h.life.RLock()
+	defer h.life.RUnlock()
 	if h.closed {
-		h.mu.Unlock()
-		return
+		return false
 	}
-	h.closed = true
-	var joined []*Subscription
-	var all []*Subscription
-	for _, set := range h.topics {
-		for s := range set {
-			if !s.registered {
-				continue // met already under another topic
-			}
-			if h.detachLocked(s) {
-				joined = append(joined, s)
-			}
-			all = append(all, s)
+	s.life.Lock()
+	defer s.life.Unlock()
+	for _, t := range s.topics {
+		sh := h.shardOf(t)
+		sh.mu.Lock()
+		ts := sh.topics[t]
+		if ts == nil {
+			ts = &topicSubs{}
+			ts.list.Store(new([]*Subscription))
+			sh.topics[t] = ts
 		}
+		list := append(*ts.list.Load(), s)
+		ts.list.Store(&list)
+		sh.mu.Unlock()
 	}
-	h.mu.Unlock()
-	h.cancel()
-	for _, s := range all {
-		s.fail(ErrClosed)
-	}
-	for _, s := range joined {
-		h.broker.Unsubscribe(s.topics...)
-	}
+	s.registered = true
+	h.subs.Add(1)
+	return true
 }
 
-// detachLocked removes s from the hub and reports whether it had joined the
-// broker, which the caller must then leave outside the lock. h.mu is held.
-func (h *Hub) detachLocked(s *Subscription) (joined bool) {
+// join records that s holds a broker subscription of its topics, unless it
+// was closed meanwhile, and returns the membership generation of its topic
+// (0 for several topics: see Head.Epoch).
+func (h *Hub) join(s *Subscription) (gen uint64, ok bool) {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if !s.registered {
+		return 0, false
+	}
+	for _, t := range s.topics {
+		sh := h.shardOf(t)
+		sh.mu.Lock()
+		ts := sh.topics[t]
+		if ts.joined++; ts.joined == 1 {
+			ts.gen = h.gens.Add(1)
+		}
+		gen = ts.gen
+		sh.mu.Unlock()
+	}
+	s.joined = true
+	if len(s.topics) > 1 {
+		gen = 0
+	}
+	return gen, true
+}
+
+// leave removes s from its topics and reports whether it held a broker
+// subscription, which the caller must then give up.
+func (h *Hub) leave(s *Subscription) (joined bool) {
+	s.life.Lock()
+	defer s.life.Unlock()
 	if !s.registered {
 		return false
 	}
 	for _, t := range s.topics {
-		if set := h.topics[t]; set != nil {
-			if delete(set, s); len(set) == 0 {
-				delete(h.topics, t)
+		sh := h.shardOf(t)
+		sh.mu.Lock()
+		ts := sh.topics[t]
+		old := *ts.list.Load()
+		list := make([]*Subscription, 0, len(old))
+		for _, o := range old {
+			if o != s {
+				list = append(list, o)
 			}
 		}
+		ts.list.Store(&list)
+		if s.joined {
+			ts.joined--
+		}
+		if len(list) == 0 {
+			delete(sh.topics, t)
+		}
+		sh.mu.Unlock()
 	}
-	s.registered = false
-	h.subs--
-	joined, s.joined = s.joined, false
+	joined = s.joined
+	s.registered, s.joined = false, false
+	h.subs.Add(-1)
 	return joined
 }
 
-// parallelOffers is the smallest share of a topic's subscribers worth a
-// goroutine of its own in dispatch.
-const parallelOffers = 512
-
-// dispatch offers m to every subscriber of topic; it never blocks on one.
-// An offer may write to a subscriber's socket (EnableDirect), a system
-// call, so a large set is offered by one goroutine per CPU. The read lock
-// is held until every offer is made, so Subscribe's promise holds: a
-// subscriber registered before the event arrived is offered it.
-func (h *Hub) dispatch(topic models.Topic, m *Message) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	set := h.topics[topic]
-	workers := min(runtime.GOMAXPROCS(0), len(set)/parallelOffers)
-	if workers < 2 {
-		for s := range set {
-			h.offer(s, m)
-		}
-		return
-	}
-	p := offerLists.Get().(*[]*Subscription)
-	subs := (*p)[:0]
-	for s := range set {
-		subs = append(subs, s)
-	}
-	chunk := (len(subs) + workers - 1) / workers
-	var wg sync.WaitGroup
-	for i := 0; i < len(subs); i += chunk {
-		part := subs[i:min(i+chunk, len(subs))]
-		wg.Go(func() {
-			for _, s := range part {
-				h.offer(s, m)
-			}
-		})
-	}
-	wg.Wait()
-	clear(subs)
-	*p = subs
-	offerLists.Put(p)
+// Bounds returns the outbox's last and trimmed sequence numbers (see
+// Outbox.Head), to check a client's cursor before resuming from it.
+func (h *Hub) Bounds(ctx context.Context) (last, trimmed int64, err error) {
+	return h.outbox.Head(ctx)
 }
 
-// offerLists recycles dispatch's lists of subscribers.
-var offerLists = sync.Pool{New: func() any { return new([]*Subscription) }}
+// Subscribers returns how many subscriptions are registered.
+func (h *Hub) Subscribers() int { return int(h.subs.Load()) }
 
-func (h *Hub) offer(s *Subscription, m *Message) {
-	if s.offer(m, h.queueSize) {
-		h.metrics.slowConsumer()
+// Close ends every subscription with ErrClosed and refuses new ones. It is
+// idempotent.
+func (h *Hub) Close() {
+	h.life.Lock()
+	if h.closed {
+		h.life.Unlock()
+		return
+	}
+	h.closed = true
+	all := h.all()
+	h.life.Unlock()
+	h.cancel()
+	for _, s := range all {
+		s.Close()
+	}
+}
+
+// all returns every registered subscription once.
+func (h *Hub) all() []*Subscription {
+	set := make(map[*Subscription]struct{})
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for _, ts := range sh.topics {
+			for _, s := range *ts.list.Load() {
+				set[s] = struct{}{}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	out := make([]*Subscription, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	return out
+}
+
+// dispatch offers msgs to every subscriber of topic; it never blocks on
+// one, and holds no lock while it offers.
+func (h *Hub) dispatch(topic models.Topic, msgs []*Message) {
+	sh := h.shardOf(topic)
+	sh.mu.Lock()
+	ts := sh.topics[topic]
+	sh.mu.Unlock()
+	if ts == nil {
+		return
+	}
+	for _, s := range *ts.list.Load() {
+		if s.offer(msgs, h.queueSize) {
+			h.metrics.slowConsumer()
+		}
 	}
 }
 
@@ -278,12 +342,15 @@ func (h *Hub) offer(s *Subscription, m *Message) {
 // have. It runs on the broker's goroutine, before the broker delivers
 // anything newer, so the queues stay in sequence order.
 func (h *Hub) catchUp() {
-	h.mu.RLock()
-	topics := make([]models.Topic, 0, len(h.topics))
-	for t := range h.topics {
-		topics = append(topics, t)
+	var topics []models.Topic
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for t := range sh.topics {
+			topics = append(topics, t)
+		}
+		sh.mu.Unlock()
 	}
-	h.mu.RUnlock()
 	if len(topics) == 0 {
 		return
 	}
@@ -293,33 +360,25 @@ func (h *Hub) catchUp() {
 		if err != nil {
 			if h.ctx.Err() == nil {
 				h.log.Error("stream: catch-up after broker reconnect failed; subscribers must resume", "after", from, "err", err)
-				h.interruptAll()
+				for _, s := range h.all() {
+					s.fail(ErrInterrupted)
+				}
 			}
 			return
 		}
 		h.metrics.eventsReplayed(len(evs))
-		for i := range evs {
-			m := NewMessage(&evs[i])
-			for _, t := range evs[i].Topic.Channels() {
-				h.dispatch(t, m)
-			}
-			from = evs[i].Seq
+		if len(evs) > 0 {
+			from = evs[len(evs)-1].Seq
+			raise(&h.seen, from)
+			runs(evs, func(run []models.Event) {
+				msgs := messagesOf(run)
+				for _, t := range run[0].Topic.Channels() {
+					h.dispatch(t, msgs)
+				}
+			})
 		}
-		raise(&h.seen, from)
 		if len(evs) < h.batch {
 			return
-		}
-	}
-}
-
-// interruptAll ends every subscription with ErrInterrupted: after a failed
-// catch-up their queues may have a gap, and resuming closes it.
-func (h *Hub) interruptAll() {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for _, set := range h.topics {
-		for s := range set {
-			s.fail(ErrInterrupted)
 		}
 	}
 }
@@ -328,277 +387,236 @@ func (h *Hub) interruptAll() {
 type feed struct{ h *Hub }
 
 // Deliver implements Handler.
-func (f feed) Deliver(topic models.Topic, m *Message) {
-	f.h.dispatch(topic, m)
-	raise(&f.h.seen, m.Seq())
+func (f feed) Deliver(topic models.Topic, msgs []*Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	// Raised before anyone is offered the run: see Hub.seen.
+	raise(&f.h.seen, msgs[len(msgs)-1].Seq())
+	f.h.dispatch(topic, msgs)
 }
 
 // Resync implements Handler.
 func (f feed) Resync() { f.h.catchUp() }
 
+// Head is where a fresh subscriber's live delivery starts (see
+// Subscription.StartAtHead).
+type Head struct {
+	// Seq is the cursor: every event at or below it committed before
+	// Subscribe returned, and so did every later event of the topics that
+	// the broker had published before it joined them; a snapshot read after
+	// Subscribe returned includes them all. Every event published after
+	// that reaches the subscriber live.
+	Seq int64
+	// Epoch names the unbroken broker subscription of the subscription's
+	// one topic that Seq was read under (0 for several topics). Two
+	// subscriptions of one topic with equal Heads may share one snapshot:
+	// nothing of that topic happened between them that either would miss.
+	Epoch uint64
+}
+
 // Subscription is one subscriber's feed of events: first the history after
 // its cursor, read from the Outbox, then live events, each exactly once and
-// in sequence order. Start, Next, TryNext and Poll belong to one reader
-// goroutine; Close, Ready and OnEnd may be called from any goroutine.
+// in sequence order, in batches: everything pending for it at once. Start,
+// StartAtHead and Next belong to one reader goroutine; Close and Context
+// may be called from any goroutine.
 type Subscription struct {
 	hub    *Hub
 	topics []models.Topic
 	wake   chan struct{} // capacity 1: "the queue or err changed"
+	head   Head
 
-	// Guarded by hub.mu.
-	registered bool // in hub.topics
-	joined     bool // holds a broker subscription of topics
+	// life guards the membership: in the topic lists, and holding a broker
+	// subscription. Taken before a shard's lock, never after.
+	life       sync.Mutex
+	registered bool
+	joined     bool
 
-	mu    sync.Mutex
-	q     ring  // live events, in sequence order
-	high  int64 // highest Seq ever queued or sent directly, to drop copies from a second channel or a re-publish
-	err   error
-	onEnd func(error) // run once when err is set (see OnEnd)
-	// direct, when not nil, is offered each live event before it would be
-	// queued (see EnableDirect); it is only set while q is empty.
-	direct DirectFunc
+	mu     sync.Mutex
+	q      []*Message // live events, in sequence order
+	high   int64      // highest Seq ever queued, to drop copies from a second channel or a re-publish
+	err    error
+	ctx    context.Context // made on demand by Context
+	cancel context.CancelCauseFunc
 
 	// Owned by the reader.
 	started  bool
 	last     int64 // Seq of the last event returned: the client's cursor
 	live     bool  // replay finished
-	page     []models.Event
-	pos      int
-	lastPage bool
+	lastPage bool  // the last history read came back short
+	spare    []*Message
+	ret      []*Message // the batch Next returned last
 }
 
-// Start begins delivery after cursor (0: from the first retained event).
-// It is called once, after Subscribe and before Next. It does not block:
-// Next reads the history in pages of ReplayBatch events. A fresh client
-// without a cursor starts from Head's last, read before its snapshot is
-// built, so that nothing committed in between is missed.
+// Head returns where a fresh subscriber starts (see Head).
+func (s *Subscription) Head() Head { return s.head }
+
+// Start begins delivery after cursor: the outbox's events after it, then
+// live events. It is called once, after Subscribe and before Next, for a
+// client that resumes; it does not block: Next reads the history in pages
+// of ReplayBatch events.
 func (s *Subscription) Start(cursor int64) {
-	s.started, s.last = true, cursor
-	s.live, s.page, s.pos, s.lastPage = false, nil, 0, false
+	s.started, s.last, s.live, s.lastPage = true, cursor, false, false
 }
 
-// Next returns the next event, blocking until there is one. It returns
-// ErrSlowConsumer if the subscriber was dropped, ErrInterrupted if the hub
-// lost track of live events, ErrClosed once the subscription or the hub is
-// closed, ctx.Err() when ctx ends, or an error reading the history.
-func (s *Subscription) Next(ctx context.Context) (*Message, error) {
+// StartAtHead begins live delivery after Head().Seq, reading nothing from
+// the outbox: for a fresh subscriber, whose snapshot, read after Subscribe
+// returned, holds every earlier change. (A resuming client uses Start even
+// when its cursor equals the head: events published before this instance
+// joined a topic are in its history only.)
+func (s *Subscription) StartAtHead() {
+	s.started, s.last, s.live = true, s.head.Seq, true
+}
+
+// keepCap is the largest queue buffer a subscriber keeps between bursts.
+const keepCap = 64
+
+// Next returns everything pending for the subscriber, in order, waiting
+// until there is at least one event. It returns nil, nil when idle fires
+// first (a nil idle never does), ErrSlowConsumer if the subscriber was
+// dropped, ErrInterrupted if the hub lost track of live events, ErrClosed
+// once the subscription or the hub is closed, ctx.Err() when ctx ends, or an
+// error reading the history. The batch is valid until the next call.
+func (s *Subscription) Next(ctx context.Context, idle <-chan time.Time) ([]*Message, error) {
+	if !s.started {
+		return nil, errNotStarted
+	}
+	if s.ret != nil {
+		clear(s.ret)
+		if cap(s.ret) <= keepCap {
+			s.spare = s.ret[:0]
+		}
+		s.ret = nil
+	}
+	if !s.live {
+		if msgs, err := s.replay(ctx); msgs != nil || err != nil {
+			return msgs, err
+		}
+	}
 	for {
-		m, err := s.poll(ctx, true)
-		if m != nil || err != nil {
-			return m, err
+		s.mu.Lock()
+		err := s.err
+		var batch []*Message
+		if err == nil && len(s.q) > 0 {
+			batch, s.q, s.spare = s.q, s.spare, nil
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if batch != nil {
+			// Live events queued during the replay, or again after a
+			// catch-up, may already have been returned.
+			if batch[0].Seq() <= s.last {
+				batch = slices.DeleteFunc(batch, func(m *Message) bool { return m.Seq() <= s.last })
+			}
+			if len(batch) > 0 {
+				s.last, s.ret = batch[len(batch)-1].Seq(), batch
+				return batch, nil
+			}
+			s.spare = batch
+			continue
 		}
 		select {
 		case <-s.wake:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-idle:
+			return nil, nil
 		}
 	}
 }
 
-// TryNext returns the next event if one is ready without waiting or reading
-// the outbox, so a writer can send what is queued and flush once. When it
-// returns false, Next tells what comes next (an event or an error).
-func (s *Subscription) TryNext() (*Message, bool) {
-	m, _ := s.poll(context.Background(), false)
-	return m, m != nil
-}
-
-// Poll is Next without the wait, for a reader that waits on Ready together
-// with its own timers instead of a context per call: it returns the next
-// event if one is ready, reading a page of the history with ctx while the
-// replay needs one; the error that ended the subscription (as Next does);
-// or nil, nil when nothing is ready yet. The same guarantee holds: the
-// history after the cursor, then live events, each exactly once and in
-// order, whichever of Next, TryNext and Poll the reader mixes.
-func (s *Subscription) Poll(ctx context.Context) (*Message, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return s.poll(ctx, true)
-}
-
-// Ready receives after an event was queued or the subscription ended. It
-// does not say that Poll has an event: a reader loops "Poll until nil, then
-// wait on Ready". A signal sent while nobody waits is kept (one), so none is
-// lost between a Poll that returned nil and the wait.
-func (s *Subscription) Ready() <-chan struct{} { return s.wake }
-
-// DirectFunc sends a live event to the subscriber's client at once, on the
-// goroutine that dispatches it, instead of queuing it for the reader (see
-// Subscription.EnableDirect). It must never block and must not call the
-// Subscription or the Hub: it runs with the hub's read lock and the
-// subscription's lock held, while the other subscribers wait their turn
-// (those of other subscriptions may run at the same time). It reports
-// whether it sent m (wrote it, or took it to finish writing later) and
-// whether it can take more. If it did not send m, m is queued as if there
-// were no DirectFunc, and the dispatcher stops calling it.
-type DirectFunc func(m *Message) (sent, more bool)
-
-// EnableDirect lets the dispatcher send live events through f while the
-// queue is empty, sparing the reader a wake-up per event. The reader calls
-// it once it has written everything it has taken (Poll returned nil). It
-// reports false, changing nothing, while the replay is not finished, an
-// event is queued, or the subscription has ended. Direct sending stops when
-// f does not send an event or says it takes no more: that event and the
-// following ones are queued, and Ready fires, until the reader enables it
-// again. Events keep their order and are sent once either way, and a
-// subscriber whose f keeps refusing fills its queue and is dropped with
-// ErrSlowConsumer as usual.
-func (s *Subscription) EnableDirect(f DirectFunc) bool {
-	if !s.started || !s.live {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil || s.q.n > 0 {
-		return false
-	}
-	// The queue's copies of replayed events are dropped by poll, which
-	// compares with last; f gets no such check, so offer must drop them:
-	// the relay may publish an event after a resuming reader has read it
-	// from the outbox.
-	s.high = max(s.high, s.last)
-	s.direct = f
-	return true
-}
-
-// OnEnd arranges for f to run once when the subscription ends, with the
-// error Next then returns: ErrSlowConsumer for a full queue,
-// ErrInterrupted, or ErrClosed (Close, or Hub.Close).
-// It lets the reader's owner wake a reader that is blocked elsewhere, on a
-// socket write, since that reader cannot watch Ready meanwhile. f runs on
-// the goroutine that ends the subscription, which may be the broker's
-// dispatching goroutine while it holds the hub's lock: it must return at
-// once and must not call the Subscription or the Hub. If the subscription
-// has already ended, f runs before OnEnd returns. A later call replaces an
-// earlier f that has not run.
-func (s *Subscription) OnEnd(f func(err error)) {
-	s.mu.Lock()
-	err := s.err
-	if err == nil {
-		s.onEnd = f
-	}
-	s.mu.Unlock()
-	if err != nil {
-		f(err)
-	}
-}
-
-// poll returns the next event if it is ready, or nil. Only with history set
-// does it read a page of history from the outbox (with ctx).
-func (s *Subscription) poll(ctx context.Context, history bool) (*Message, error) {
-	if !s.started {
-		return nil, errNotStarted
-	}
+// replay returns the next page of history, or nil once it is done.
+func (s *Subscription) replay(ctx context.Context) ([]*Message, error) {
 	s.mu.Lock()
 	err := s.err
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	for !s.live {
-		if s.pos < len(s.page) {
-			ev := &s.page[s.pos]
-			s.pos++
-			s.last = ev.Seq
-			return NewMessage(ev), nil
-		}
-		if s.lastPage {
-			s.live, s.page = true, nil
-			break
-		}
-		if !history {
-			return nil, nil
-		}
+	if !s.lastPage {
 		h := s.hub
 		evs, err := h.outbox.EventsAfter(ctx, s.last, s.topics, h.batch)
 		if err != nil {
 			return nil, fmt.Errorf("stream: replay after %d: %w", s.last, err)
 		}
 		h.metrics.eventsReplayed(len(evs))
-		s.page, s.pos, s.lastPage = evs, 0, len(evs) < h.batch
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for m := s.q.pop(); m != nil; m = s.q.pop() {
-		// Live events queued during the replay, or again after a catch-up,
-		// may already have been returned.
-		if m.Seq() > s.last {
-			s.last = m.Seq()
-			return m, nil
+		s.lastPage = len(evs) < h.batch
+		if len(evs) > 0 {
+			s.last = evs[len(evs)-1].Seq
+			return messagesOf(evs), nil
 		}
 	}
+	s.live = true
 	return nil, nil
+}
+
+// Context returns a context that is cancelled, with the error that Next
+// then returns as its cause, when the subscription ends: for a writer that
+// may be blocked elsewhere (on a socket) to be woken at once, with
+// context.AfterFunc. It is made on the first call.
+func (s *Subscription) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		s.ctx, s.cancel = context.WithCancelCause(context.Background())
+		if s.err != nil {
+			s.cancel(s.err)
+		}
+	}
+	return s.ctx
 }
 
 // Close ends the subscription and releases its queue and, with the last
 // local subscriber of a topic, the broker subscription. It is idempotent.
 func (s *Subscription) Close() {
-	h := s.hub
-	h.mu.Lock()
-	joined := h.detachLocked(s)
-	h.mu.Unlock()
+	joined := s.hub.leave(s)
 	s.fail(ErrClosed)
 	if joined {
-		h.broker.Unsubscribe(s.topics...)
+		s.hub.broker.Unsubscribe(s.topics...)
 	}
 }
 
-// offer queues m unless the subscriber has it or is done; it reports
-// whether this dropped the subscriber for a full queue.
-func (s *Subscription) offer(m *Message, limit int) (dropped bool) {
+// offer queues what of msgs the subscriber does not have yet, unless it is
+// done; it reports whether this dropped the subscriber for a full queue.
+func (s *Subscription) offer(msgs []*Message, limit int) (dropped bool) {
 	s.mu.Lock()
-	if s.err != nil || m.Seq() <= s.high {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.err != nil || msgs[len(msgs)-1].Seq() <= s.high {
 		return false
 	}
-	if s.direct != nil {
-		// The queue is empty and the reader has returned every event
-		// before m, so writing m now keeps the order.
-		sent, more := s.direct(m)
-		if sent {
-			s.high = m.Seq()
+	for _, m := range msgs {
+		if m.Seq() <= s.high {
+			continue
 		}
-		if !sent || !more {
-			s.direct = nil // back to the queue, until the reader enables it again
-			s.signal()
+		if len(s.q) >= limit {
+			s.endLocked(ErrSlowConsumer)
+			return true
 		}
-		if sent {
-			s.mu.Unlock()
-			return false
-		}
+		s.q = append(s.q, m)
+		s.high = m.Seq()
 	}
-	if s.q.n >= limit {
-		s.endLocked(ErrSlowConsumer)
-		return true
-	}
-	s.q.push(m)
-	s.high = m.Seq()
 	s.signal()
-	s.mu.Unlock()
 	return false
 }
 
 // fail ends the subscription with err unless it has ended already.
 func (s *Subscription) fail(err error) {
 	s.mu.Lock()
-	if s.err != nil {
-		s.mu.Unlock()
-		return
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.endLocked(err)
 	}
-	s.endLocked(err)
 }
 
-// endLocked sets err, drops the queue, wakes the reader, unlocks s.mu and
-// then runs the OnEnd function, outside the lock.
+// endLocked sets err, drops the queue, wakes the reader and cancels the
+// context. s.mu is held.
 func (s *Subscription) endLocked(err error) {
-	s.err, s.q, s.direct = err, ring{}, nil
+	s.err, s.q = err, nil
 	s.signal()
-	f := s.onEnd
-	s.onEnd = nil
-	s.mu.Unlock()
-	if f != nil {
-		f(err)
+	if s.cancel != nil {
+		s.cancel(err)
 	}
 }
 
@@ -609,39 +627,13 @@ func (s *Subscription) signal() {
 	}
 }
 
-// ring is a FIFO of messages that grows on demand, so an idle subscriber
-// costs no queue memory, and gives a large buffer back once it drains.
-type ring struct {
-	buf     []*Message
-	head, n int
-}
-
-func (r *ring) push(m *Message) {
-	if r.n == len(r.buf) {
-		buf := make([]*Message, max(2*len(r.buf), 8))
-		for i := range r.n {
-			buf[i] = r.buf[(r.head+i)%len(r.buf)]
-		}
-		r.buf, r.head = buf, 0
+// messagesOf encodes evs, which must not change afterwards.
+func messagesOf(evs []models.Event) []*Message {
+	msgs := make([]*Message, len(evs))
+	for i := range evs {
+		msgs[i] = NewMessage(&evs[i])
 	}
-	r.buf[(r.head+r.n)%len(r.buf)] = m
-	r.n++
-}
-
-func (r *ring) pop() *Message {
-	if r.n == 0 {
-		return nil
-	}
-	m := r.buf[r.head]
-	r.buf[r.head] = nil
-	r.head = (r.head + 1) % len(r.buf)
-	if r.n--; r.n == 0 {
-		r.head = 0
-		if len(r.buf) > 64 {
-			r.buf = nil
-		}
-	}
-	return m
+	return msgs
 }
 
 func uniqueTopics(topics []models.Topic) ([]models.Topic, error) {

@@ -46,15 +46,14 @@ func subscribe(t *testing.T, h *Hub, cursor int64, topics ...models.Topic) *Subs
 	return s
 }
 
-// publishNow commits events on topics and publishes them, as the relay does.
+// publishNow commits events on topics and publishes them as one batch, as
+// the relay does.
 func publishNow(t *testing.T, o *fakeOutbox, b Broker, topics ...models.Topic) {
 	t.Helper()
 	for _, topic := range topics {
 		o.add(topic)
 	}
-	for _, ev := range o.sequence() {
-		mustPublish(t, b, ev)
-	}
+	mustPublish(t, b, o.sequence()...)
 }
 
 func testContext(t *testing.T) context.Context {
@@ -91,7 +90,7 @@ func TestHubReplayThenLiveUnderConcurrentWrites(t *testing.T) {
 	type reader struct {
 		topics []models.Topic
 		cursor int64
-		got    []*Message
+		got    []int64
 		err    error
 	}
 	cases := [][]models.Topic{
@@ -103,7 +102,7 @@ func TestHubReplayThenLiveUnderConcurrentWrites(t *testing.T) {
 	var readers []*reader
 	var wg sync.WaitGroup
 	for i := range 16 {
-		last, _, err := h.Head(ctx)
+		last, _, err := h.Bounds(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,15 +111,17 @@ func TestHubReplayThenLiveUnderConcurrentWrites(t *testing.T) {
 		s := subscribe(t, h, r.cursor, append(slices.Clone(r.topics), marker)...)
 		wg.Go(func() {
 			for {
-				m, err := s.Next(ctx)
+				batch, err := s.Next(ctx, nil)
 				if err != nil {
 					r.err = err
 					return
 				}
-				if m.Event().Topic == marker {
-					return
+				for _, m := range batch {
+					if m.Event().Topic == marker {
+						return
+					}
+					r.got = append(r.got, m.Seq())
 				}
-				r.got = append(r.got, m)
 			}
 		})
 	}
@@ -145,7 +146,7 @@ func TestHubReplayThenLiveUnderConcurrentWrites(t *testing.T) {
 				want = append(want, ev.Seq)
 			}
 		}
-		if got := msgSeqs(r.got); !slices.Equal(got, want) {
+		if got := r.got; !slices.Equal(got, want) {
 			t.Errorf("reader %d (%v after %d): got %d events, want %d\ngot  %v\nwant %v", i, r.topics, r.cursor, len(got), len(want), got, want)
 		}
 	}
@@ -158,9 +159,7 @@ func TestHubDeliversOnceAcrossChannels(t *testing.T) {
 	s := subscribe(t, h, 0, models.TopicStations, models.StationTopic(3))
 	publishNow(t, o, b, models.StationTopic(3), models.StationTopic(4), models.StationTopic(3))
 	expect(t, testContext(t), s, 1, 2, 3)
-	if m, ok := s.TryNext(); ok {
-		t.Errorf("event %d delivered twice", m.Seq())
-	}
+	expectNothing(t, s)
 }
 
 // A subscriber that stops reading is dropped when its queue is full, while
@@ -175,8 +174,8 @@ func TestHubDropsSlowConsumer(t *testing.T) {
 		publishNow(t, o, b, models.StationTopic(1))
 		expect(t, ctx, fast, i+1)
 	}
-	if m, err := slow.Next(ctx); !errors.Is(err, ErrSlowConsumer) {
-		t.Errorf("slow Next = %v, %v; want ErrSlowConsumer", m, err)
+	if batch, err := slow.Next(ctx, nil); !errors.Is(err, ErrSlowConsumer) {
+		t.Errorf("slow Next = %v, %v; want ErrSlowConsumer", msgSeqs(batch), err)
 	}
 	if got := counterValue(t, reg, "batteryswap_slow_consumer_disconnects_total"); got != 1 {
 		t.Errorf("slow consumer disconnects = %v, want 1", got)
@@ -187,32 +186,116 @@ func TestHubDropsSlowConsumer(t *testing.T) {
 	}
 }
 
-// TryNext returns what is in memory, from the replay page or the live
-// queue, without blocking or reading the outbox; Next reads the next page.
-func TestSubscriptionTryNext(t *testing.T) {
-	h, b, o := testHub(t, HubOptions{ReplayBatch: 3})
+// Everything pending for a subscriber comes out of one Next: a reader that
+// falls behind gets bigger batches, not more of them. A batch of several
+// runs (several topics) arrives in order.
+func TestSubscriptionBatches(t *testing.T) {
+	h, b, o := testHub(t, HubOptions{})
 	ctx := testContext(t)
-	topic := models.UserTopic(1)
-	publishNow(t, o, b, topic, topic, topic, topic)
-	s := subscribe(t, h, 1, topic)
-	drain := func(want ...int64) {
-		t.Helper()
-		var got []*Message
-		for m, ok := s.TryNext(); ok; m, ok = s.TryNext() {
-			got = append(got, m)
-		}
-		if g := msgSeqs(got); !slices.Equal(g, want) && len(g)+len(want) > 0 {
-			t.Fatalf("TryNext drained %v, want %v", g, want)
-		}
+	s := subscribe(t, h, 0, models.StationTopic(1), models.UserTopic(1))
+	expectNothing(t, s)                                                                                              // the (empty) history
+	publishNow(t, o, b, models.StationTopic(1), models.StationTopic(1), models.UserTopic(1), models.StationTopic(1)) // one batch, three runs
+	publishNow(t, o, b, models.UserTopic(1))                                                                         // a second batch
+	publishNow(t, o, b, models.StationTopic(2))                                                                      // not followed
+	batch, err := s.Next(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	drain()              // no history read yet
-	expect(t, ctx, s, 2) // reads the full page 2, 3, 4
-	drain(3, 4)
-	publishNow(t, o, b, topic, topic) // 5, 6: in the outbox and the live queue
-	expect(t, ctx, s, 5)              // reads the short, last page 5, 6
-	drain(6)                          // then the live queue, whose 5 and 6 are dropped
-	publishNow(t, o, b, topic, topic)
-	drain(7, 8)
+	if got, want := msgSeqs(batch), []int64{1, 2, 3, 4, 5}; !slices.Equal(got, want) {
+		t.Fatalf("one Next returned %v, want %v", got, want)
+	}
+	expectNothing(t, s)
+}
+
+// Next returns nil, nil when its idle channel fires first: the heartbeat.
+func TestSubscriptionIdle(t *testing.T) {
+	h, _, _ := testHub(t, HubOptions{})
+	s := subscribe(t, h, 0, models.TopicStations)
+	idle := make(chan time.Time, 1)
+	idle <- time.Now()
+	batch, err := s.Next(testContext(t), idle)
+	if batch != nil || err != nil {
+		t.Fatalf("Next = %v, %v; want nil, nil when idle fires", msgSeqs(batch), err)
+	}
+}
+
+// A fresh subscriber starts at the hub's head, read from memory: after the
+// first subscriber, connecting reads nothing from the outbox, and the head
+// is the cursor of everything the hub has seen.
+func TestSubscriptionStartAtHead(t *testing.T) {
+	h, b, o := testHub(t, HubOptions{})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	publishNow(t, o, b, topic, topic) // before anyone subscribed: only in the outbox
+	first, err := h.Subscribe(ctx, []models.Topic{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if got := first.Head().Seq; got != 2 {
+		t.Fatalf("first subscriber's head = %d, want the outbox's 2", got)
+	}
+	publishNow(t, o, b, topic, models.StationTopic(2)) // 3 reaches the hub; 4 (not followed) does not
+	heads, reads := o.calls()
+	var subs []*Subscription
+	for range 10 {
+		s, err := h.Subscribe(ctx, []models.Topic{topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if got := s.Head().Seq; got != 3 {
+			t.Fatalf("head = %d, want 3, the last event the hub saw", got)
+		}
+		s.StartAtHead()
+		subs = append(subs, s)
+	}
+	publishNow(t, o, b, topic) // 5
+	for _, s := range subs {
+		expect(t, ctx, s, 5)
+	}
+	if h2, r2 := o.calls(); h2 != heads || r2 != reads {
+		t.Fatalf("fresh subscribers read the outbox: Head %d more times, EventsAfter %d more", h2-heads, r2-reads)
+	}
+}
+
+// Two subscribers of one topic share an epoch while the topic stays joined
+// in the broker between them; once every subscriber has left (events may
+// then pass unseen), the next one gets a new epoch. Several topics: 0.
+func TestSubscriptionHeadEpoch(t *testing.T) {
+	h, _, _ := testHub(t, HubOptions{})
+	ctx := testContext(t)
+	topic := models.StationTopic(1)
+	sub := func(topics ...models.Topic) *Subscription {
+		t.Helper()
+		s, err := h.Subscribe(ctx, topics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a := sub(topic)
+	b := sub(topic)
+	if a.Head() != b.Head() || a.Head().Epoch == 0 {
+		t.Fatalf("heads %+v and %+v: want equal, with an epoch", a.Head(), b.Head())
+	}
+	a.Close()
+	c := sub(topic) // b kept the topic joined
+	if c.Head() != b.Head() {
+		t.Fatalf("head %+v after one of two left, want %+v", c.Head(), b.Head())
+	}
+	b.Close()
+	c.Close()
+	d := sub(topic)
+	defer d.Close()
+	if d.Head().Epoch == b.Head().Epoch {
+		t.Fatalf("epoch %d again after the topic was left", d.Head().Epoch)
+	}
+	m := sub(topic, models.TopicStations)
+	defer m.Close()
+	if m.Head().Epoch != 0 {
+		t.Fatalf("several topics: epoch %d, want 0", m.Head().Epoch)
+	}
 }
 
 // Hub.Close ends every subscription, blocked or not, with ErrClosed and
@@ -226,7 +309,7 @@ func TestHubClose(t *testing.T) {
 	}
 	blocked := make(chan error)
 	go func() {
-		_, err := subs[0].Next(ctx)
+		_, err := subs[0].Next(ctx, nil)
 		blocked <- err
 	}()
 	h.Close()
@@ -234,7 +317,7 @@ func TestHubClose(t *testing.T) {
 		t.Errorf("blocked Next = %v, want ErrClosed", err)
 	}
 	for i, s := range subs {
-		if _, err := s.Next(ctx); !errors.Is(err, ErrClosed) {
+		if _, err := s.Next(ctx, nil); !errors.Is(err, ErrClosed) {
 			t.Errorf("sub %d: Next = %v, want ErrClosed", i, err)
 		}
 		s.Close()
@@ -263,7 +346,7 @@ func TestSubscriptionClose(t *testing.T) {
 	if n := b.refs[topic]; n != 1 {
 		t.Errorf("broker count for %s = %d after one of two closed, want 1", topic, n)
 	}
-	if _, err := s1.Next(testContext(t)); !errors.Is(err, ErrClosed) {
+	if _, err := s1.Next(testContext(t), nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Next after Close = %v, want ErrClosed", err)
 	}
 	s2.Close()
@@ -292,9 +375,7 @@ func TestHubCatchUp(t *testing.T) {
 	expect(t, ctx, s, 2, 3, 4, 5, 6)
 	expect(t, ctx, other, 7)
 
-	for _, ev := range missed { // the relay's retry once the broker is back
-		mustPublish(t, b, ev)
-	}
+	mustPublish(t, b, missed...) // the relay's retry once the broker is back
 	publishNow(t, o, b, models.StationTopic(1))
 	expect(t, ctx, s, 8)
 }
@@ -306,7 +387,7 @@ func TestHubCatchUpFailureInterrupts(t *testing.T) {
 	s := subscribe(t, h, 0, models.StationTopic(1))
 	o.setFailReads(errors.New("database is down"))
 	feed{h}.Resync()
-	if _, err := s.Next(testContext(t)); !errors.Is(err, ErrInterrupted) {
+	if _, err := s.Next(testContext(t), nil); !errors.Is(err, ErrInterrupted) {
 		t.Errorf("Next = %v, want ErrInterrupted", err)
 	}
 }
@@ -326,19 +407,19 @@ func TestSubscriptionErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Next(ctx); !errors.Is(err, errNotStarted) {
+	if _, err := s.Next(ctx, nil); !errors.Is(err, errNotStarted) {
 		t.Errorf("Next before Start = %v, want errNotStarted", err)
 	}
 	s.Start(0)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.Next(cancelled); !errors.Is(err, context.Canceled) {
+	if _, err := s.Next(cancelled, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("Next with a cancelled context = %v, want context.Canceled", err)
 	}
 
 	dbErr := errors.New("database is down")
 	o.setFailReads(dbErr)
-	if _, err := s.Next(ctx); !errors.Is(err, dbErr) {
+	if _, err := s.Next(ctx, nil); !errors.Is(err, dbErr) {
 		t.Errorf("Next with a failing outbox = %v, want %v", err, dbErr)
 	}
 }
@@ -373,8 +454,7 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	return 0
 }
 
-// BenchmarkIdleSubscribers reports the hub's memory per idle subscriber
-// (target: well under the 16 KiB budget of a whole SSE connection).
+// BenchmarkIdleSubscribers reports the hub's memory per idle subscriber.
 func BenchmarkIdleSubscribers(b *testing.B) {
 	const n = 10000
 	topics := []models.Topic{models.TopicStations}
@@ -389,7 +469,7 @@ func BenchmarkIdleSubscribers(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			s.Start(0)
+			s.StartAtHead()
 			subs[i] = s
 		}
 		runtime.GC()
@@ -400,321 +480,105 @@ func BenchmarkIdleSubscribers(b *testing.B) {
 }
 
 // BenchmarkFanout publishes one event to 1,000 subscribers of a topic and
-// has each take it: the cost per event of dispatch and delivery.
+// has each take it: the cost per event of dispatch and delivery, without
+// the writes to clients.
 func BenchmarkFanout(b *testing.B) {
 	o, br := newFakeOutbox(), NewMemoryBroker()
 	h := NewHub(br, o, HubOptions{})
 	defer h.Close()
 	o.add(models.StationTopic(1))
-	ev := o.sequence()[0]
+	ev := o.sequence()
 	subs := make([]*Subscription, 1000)
 	for i := range subs {
 		s, err := h.Subscribe(context.Background(), []models.Topic{models.TopicStations})
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.Start(0)
-		if _, err := s.Next(context.Background()); err != nil { // the history: ev
-			b.Fatal(err)
-		}
+		s.StartAtHead()
 		subs[i] = s
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		ev.Seq++
-		if err := br.Publish(context.Background(), &ev); err != nil {
+		ev[0].Seq++
+		if err := br.Publish(context.Background(), ev); err != nil {
 			b.Fatal(err)
 		}
 		for _, s := range subs {
-			if _, ok := s.TryNext(); !ok {
+			if batch, err := s.Next(context.Background(), nil); len(batch) != 1 || err != nil {
 				b.Fatal("event not delivered")
 			}
 		}
 	}
 }
 
-// Poll and Ready give a reader the Next guarantee without a context per
-// call: the history after the cursor in pages, then live events, each
-// exactly once and in order, and nil (wait on Ready) when nothing is ready.
-func TestSubscriptionPollAndReady(t *testing.T) {
-	h, b, o := testHub(t, HubOptions{ReplayBatch: 3})
-	ctx := testContext(t)
-	topic := models.StationTopic(1)
-	publishNow(t, o, b, topic, topic, topic, topic, topic) // 1..5
-	s := subscribe(t, h, 1, topic)
-	publishNow(t, o, b, topic) // 6: in the outbox and in the live queue
-
-	var got []int64
-	pollAll := func() {
-		t.Helper()
-		for {
-			m, err := s.Poll(ctx)
-			if err != nil {
-				t.Fatalf("Poll after %v: %v", got, err)
-			}
-			if m == nil {
-				return
-			}
-			got = append(got, m.Seq())
-			if m, ok := s.TryNext(); ok { // mixing TryNext in changes nothing
-				got = append(got, m.Seq())
-			}
+// BenchmarkSubscribe is the hub's share of a connect to a topic with
+// 10,000 subscribers: register, join, read the head, and leave.
+func BenchmarkSubscribe(b *testing.B) {
+	h := NewHub(NewMemoryBroker(), newFakeOutbox(), HubOptions{})
+	defer h.Close()
+	topics := []models.Topic{models.StationTopic(1)}
+	for range 10000 {
+		if _, err := h.Subscribe(context.Background(), topics); err != nil {
+			b.Fatal(err)
 		}
 	}
-	pollAll()
-	if want := []int64{2, 3, 4, 5, 6}; !slices.Equal(got, want) {
-		t.Fatalf("replay then live = %v, want %v", got, want)
-	}
-	select {
-	case <-s.Ready(): // the signal of 6, already read
-	default:
-	}
-	if m, err := s.Poll(ctx); m != nil || err != nil {
-		t.Fatalf("Poll with nothing ready = %v, %v; want nil, nil", m, err)
-	}
-	publishNow(t, o, b, topic, topic)
-	select {
-	case <-s.Ready():
-	case <-ctx.Done():
-		t.Fatal("Ready never signalled the new events")
-	}
-	got = nil
-	pollAll()
-	if want := []int64{7, 8}; !slices.Equal(got, want) {
-		t.Fatalf("live = %v, want %v", got, want)
-	}
-	s.Close()
-	<-s.Ready()
-	if _, err := s.Poll(ctx); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Poll after Close = %v, want ErrClosed", err)
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := h.Subscribe(context.Background(), topics)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.StartAtHead()
+		s.Close()
 	}
 }
 
-// OnEnd runs once, with the error Next returns, however the subscription
-// ends, and at once when it has ended already.
-func TestSubscriptionOnEnd(t *testing.T) {
-	topic := models.StationTopic(1)
-	for _, tc := range []struct {
-		name string
-		end  func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription)
-		want error
-	}{
-		{"dropped for a full queue", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) {
-			for range 5 {
-				publishNow(t, o, b, topic)
-			}
-		}, ErrSlowConsumer},
-		{"closed", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) { s.Close() }, ErrClosed},
-		{"hub closed", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) { h.Close() }, ErrClosed},
-		{"interrupted", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) {
-			o.setFailReads(errors.New("database is down"))
-			feed{h}.Resync()
-		}, ErrInterrupted},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h, b, o := testHub(t, HubOptions{QueueSize: 4})
-			s := subscribe(t, h, 0, topic)
-			var calls []error
-			s.OnEnd(func(err error) { calls = append(calls, err) })
-			publishNow(t, o, b, topic) // queued, not an end
-			if len(calls) != 0 {
-				t.Fatalf("OnEnd ran before the end: %v", calls)
-			}
-			tc.end(h, b, o, s)
-			s.Close() // ending again does not run it again
-			h.Close()
-			if len(calls) != 1 || !errors.Is(calls[0], tc.want) {
-				t.Fatalf("OnEnd calls = %v, want one with %v", calls, tc.want)
-			}
-			var late error
-			s.OnEnd(func(err error) { late = err })
-			if !errors.Is(late, tc.want) {
-				t.Fatalf("OnEnd after the end ran with %v, want %v at once", late, tc.want)
-			}
-		})
-	}
-}
-
-// directRecorder is a DirectFunc that records what it sends and answers as
-// told.
-type directRecorder struct {
-	got        []int64
-	sent, more bool
-	calls      int
-}
-
-func (d *directRecorder) send(m *Message) (bool, bool) {
-	d.calls++
-	if d.sent {
-		d.got = append(d.got, m.Seq())
-	}
-	return d.sent, d.more
-}
-
-// While direct sending is on, live events go to the DirectFunc instead of
-// the queue, once each and in order; an event it does not send, or its
-// saying it takes no more, turns it off and wakes the reader, and the
-// events after queue up behind, until the reader enables it again.
-func TestSubscriptionDirect(t *testing.T) {
-	h, b, o := testHub(t, HubOptions{ReplayBatch: 2})
-	ctx := testContext(t)
-	topic := models.StationTopic(1)
-	publishNow(t, o, b, topic, topic, topic) // 1..3, history
-	s := subscribe(t, h, 0, topic)
-	d := &directRecorder{sent: true, more: true}
-
-	if s.EnableDirect(d.send) {
-		t.Fatal("EnableDirect before the replay: on")
-	}
-	expect(t, ctx, s, 1, 2, 3)
-	publishNow(t, o, b, topic) // 4, queued
-	if s.EnableDirect(d.send) {
-		t.Fatal("EnableDirect with an event queued: on")
-	}
-	expect(t, ctx, s, 4)
-	if m, err := s.Poll(ctx); m != nil || err != nil {
-		t.Fatalf("Poll = %v, %v; want nothing", m, err)
-	}
-	if !s.EnableDirect(d.send) {
-		t.Fatal("EnableDirect with nothing queued: off")
-	}
-	publishNow(t, o, b, topic, topic) // 5, 6: sent directly
-	again, err := o.EventsAfter(ctx, 4, []models.Topic{topic}, 10)
-	if err != nil || len(again) != 2 {
-		t.Fatalf("EventsAfter = %v, %v", again, err)
-	}
-	for _, ev := range again {
-		mustPublish(t, b, ev) // a re-publish is not sent twice
-	}
-	if m, _ := s.Poll(ctx); m != nil || !slices.Equal(d.got, []int64{5, 6}) {
-		t.Fatalf("direct: sent %v, queued %v; want 5, 6 sent and nothing queued", d.got, m)
-	}
-
-	select {
-	case <-s.Ready():
-	default:
-	}
-	d.sent = false // the socket is full: 7 and 8 are queued
-	publishNow(t, o, b, topic, topic)
-	if d.calls != 3 {
-		t.Fatalf("DirectFunc called %d times, want 3: not again once it refused", d.calls)
-	}
-	select {
-	case <-s.Ready():
-	default:
-		t.Fatal("a refused event did not wake the reader")
-	}
-	expect(t, ctx, s, 7, 8)
-
-	d.sent, d.more = true, false // 9 is sent in part; the writer must finish it
-	if !s.EnableDirect(d.send) {
-		t.Fatal("EnableDirect again: off")
-	}
-	select {
-	case <-s.Ready(): // a stale signal
-	default:
-	}
-	publishNow(t, o, b, topic)
-	select {
-	case <-s.Ready():
-	default:
-		t.Fatal("a direct send that takes no more did not wake the reader")
-	}
-	publishNow(t, o, b, topic) // 10, queued behind the rest of 9
-	if !slices.Equal(d.got, []int64{5, 6, 9}) {
-		t.Fatalf("direct sends %v, want 5, 6, 9", d.got)
-	}
-	expect(t, ctx, s, 10)
-
-	s.Close()
-	if s.EnableDirect(d.send) {
-		t.Fatal("EnableDirect after Close: on")
-	}
-}
-
-// Events that a resuming reader replayed from the outbox before the relay
-// published them are not sent again directly when they arrive live.
-func TestSubscriptionDirectAfterReplay(t *testing.T) {
-	h, b, o := testHub(t, HubOptions{})
-	ctx := testContext(t)
-	topic := models.StationTopic(1)
-	publishNow(t, o, b, topic) // 1
-	s := subscribe(t, h, 1, topic)
-	o.add(topic)
-	o.add(topic)
-	late := o.sequence() // 2, 3: sequenced, not yet published
-	expect(t, ctx, s, 2, 3)
-	if m, err := s.Poll(ctx); m != nil || err != nil {
-		t.Fatalf("Poll = %v, %v; want nothing", m, err)
-	}
-	d := &directRecorder{sent: true, more: true}
-	if !s.EnableDirect(d.send) {
-		t.Fatal("EnableDirect: off")
-	}
-	for _, ev := range late {
-		mustPublish(t, b, ev)
-	}
-	publishNow(t, o, b, topic) // 4
-	if !slices.Equal(d.got, []int64{4}) {
-		t.Fatalf("sent directly %v, want only 4: 2 and 3 were replayed", d.got)
-	}
-}
-
-// A subscriber whose direct sends keep failing (its socket is full) fills
-// its queue and is dropped like any other slow consumer.
-func TestSubscriptionDirectSlowConsumer(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	h, b, o := testHub(t, HubOptions{QueueSize: 4, Metrics: NewMetrics(reg)})
-	ctx := testContext(t)
-	topic := models.StationTopic(1)
-	s := subscribe(t, h, 0, topic)
-	if m, err := s.Poll(ctx); m != nil || err != nil {
-		t.Fatalf("Poll = %v, %v", m, err)
-	}
-	var ended error
-	s.OnEnd(func(err error) { ended = err })
-	full := &directRecorder{}
-	for range 10 {
-		s.EnableDirect(full.send) // a reader re-enabling it cannot save it: the queue is not empty
-		publishNow(t, o, b, topic)
-	}
-	if !errors.Is(ended, ErrSlowConsumer) || counterValue(t, reg, "batteryswap_slow_consumer_disconnects_total") != 1 {
-		t.Fatalf("ended with %v, %v drops; want ErrSlowConsumer, 1", ended, counterValue(t, reg, "batteryswap_slow_consumer_disconnects_total"))
-	}
-	if full.calls != 1 {
-		t.Fatalf("DirectFunc called %d times, want once", full.calls)
-	}
-}
-
-// A topic with many subscribers is offered in parallel chunks; each
-// subscriber still gets every event once and in order, directly or queued.
+// A topic with many subscribers: each gets every event once and in order,
+// whatever batches its reads make of them, while others subscribe and
+// leave during the fan-out (run with -race).
 func TestHubDispatchManySubscribers(t *testing.T) {
 	h, b, o := testHub(t, HubOptions{})
 	ctx := testContext(t)
 	topic := models.StationTopic(1)
-	const n, events = 3 * parallelOffers, 20
+	const n, events = 500, 50
 	subs := make([]*Subscription, n)
-	direct := make([]*directRecorder, n)
 	for i := range subs {
 		subs[i] = subscribe(t, h, 0, topic)
-		if m, err := subs[i].Poll(ctx); m != nil || err != nil {
-			t.Fatalf("Poll = %v, %v", m, err)
+	}
+	churn := make(chan struct{})
+	go func() {
+		defer close(churn)
+		for range 200 {
+			s, err := h.Subscribe(ctx, []models.Topic{topic})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s.Close()
 		}
-		direct[i] = &directRecorder{sent: true, more: i%2 == 0}
-		subs[i].EnableDirect(direct[i].send)
+	}()
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Go(func() {
+			var got []int64
+			for len(got) < events {
+				batch, err := s.Next(ctx, nil)
+				if err != nil {
+					t.Errorf("after %v: %v", got, err)
+					return
+				}
+				got = append(got, msgSeqs(batch)...)
+			}
+			if len(got) != events || !slices.IsSorted(got) || got[0] != 1 || got[events-1] != events {
+				t.Errorf("got %v, want 1..%d", got, events)
+			}
+		})
 	}
 	for range events {
 		publishNow(t, o, b, topic)
 	}
-	for i, s := range subs {
-		got := slices.Clone(direct[i].got)
-		for m, ok := s.TryNext(); ok; m, ok = s.TryNext() {
-			got = append(got, m.Seq())
-		}
-		if len(got) != events || !slices.IsSorted(got) || got[0] != 1 || got[events-1] != events {
-			t.Fatalf("subscriber %d got %v, want 1..%d", i, got, events)
-		}
-	}
+	wg.Wait()
+	<-churn
 }
 
 // Hub.Close while subscriptions are being made and held leaves no
@@ -742,5 +606,53 @@ func TestHubCloseWhileSubscribing(t *testing.T) {
 	wg.Wait()
 	if n := h.Subscribers(); n != 0 || len(b.refs) != 0 {
 		t.Fatalf("after Close: %d subscribers, broker refs %v", n, b.refs)
+	}
+}
+
+// Context ends with the subscription, whatever ends it, with the error
+// Next returns as its cause; one asked for after the end is already done.
+func TestSubscriptionContext(t *testing.T) {
+	topic := models.StationTopic(1)
+	for _, tc := range []struct {
+		name string
+		end  func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription)
+		want error
+	}{
+		{"dropped for a full queue", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) {
+			for range 5 {
+				publishNow(t, o, b, topic)
+			}
+		}, ErrSlowConsumer},
+		{"closed", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) { s.Close() }, ErrClosed},
+		{"hub closed", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) { h.Close() }, ErrClosed},
+		{"interrupted", func(h *Hub, b *MemoryBroker, o *fakeOutbox, s *Subscription) {
+			o.setFailReads(errors.New("database is down"))
+			feed{h}.Resync()
+		}, ErrInterrupted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, b, o := testHub(t, HubOptions{QueueSize: 4})
+			s := subscribe(t, h, 0, topic)
+			ctx := s.Context()
+			publishNow(t, o, b, topic) // queued, not an end
+			if ctx.Err() != nil {
+				t.Fatalf("context ended before the subscription: %v", context.Cause(ctx))
+			}
+			tc.end(h, b, o, s)
+			s.Close() // ending again changes nothing
+			<-ctx.Done()
+			if !errors.Is(context.Cause(ctx), tc.want) {
+				t.Fatalf("cause = %v, want %v", context.Cause(ctx), tc.want)
+			}
+			if _, err := s.Next(testContext(t), nil); !errors.Is(err, tc.want) {
+				t.Fatalf("Next = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	h, _, _ := testHub(t, HubOptions{})
+	s := subscribe(t, h, 0, topic)
+	s.Close()
+	if ctx := s.Context(); !errors.Is(context.Cause(ctx), ErrClosed) {
+		t.Fatalf("context made after the end: cause %v, want ErrClosed", context.Cause(ctx))
 	}
 }

@@ -10,7 +10,7 @@ import (
 var _ Broker = (*MemoryBroker)(nil)
 
 // MemoryBroker is the in-process Broker for a single instance: Publish hands
-// the event straight to the Handler, in the publisher's goroutine. It never
+// each batch straight to the Handler, in the publisher's goroutine. It never
 // loses an event, so it never calls Resync.
 type MemoryBroker struct {
 	mu     sync.RWMutex
@@ -24,8 +24,9 @@ func NewMemoryBroker() *MemoryBroker {
 	return &MemoryBroker{refs: make(map[models.Topic]int)}
 }
 
-// Publish implements Broker. The event is copied, so the caller may reuse ev.
-func (b *MemoryBroker) Publish(_ context.Context, ev *models.Event) error {
+// Publish implements Broker, delivering on the publisher's goroutine. The
+// events are copied, so the caller may reuse evs.
+func (b *MemoryBroker) Publish(_ context.Context, evs []models.Event) error {
 	b.mu.RLock()
 	// The read lock is held while delivering so that a Subscribe that has
 	// returned sees every later Publish.
@@ -33,17 +34,25 @@ func (b *MemoryBroker) Publish(_ context.Context, ev *models.Event) error {
 	if b.closed {
 		return ErrClosed
 	}
-	var m *Message
-	for _, t := range ev.Topic.Channels() {
-		if b.refs[t] == 0 || b.h == nil {
-			continue
-		}
-		if m == nil {
-			e := *ev
-			m = NewMessage(&e)
-		}
-		b.h.Deliver(t, m)
+	if b.h == nil {
+		return nil
 	}
+	runs(evs, func(run []models.Event) {
+		var msgs []*Message // made once, for the first channel that wants them
+		for _, t := range run[0].Topic.Channels() {
+			if b.refs[t] == 0 {
+				continue
+			}
+			if msgs == nil {
+				msgs = make([]*Message, len(run))
+				for i := range run {
+					e := run[i]
+					msgs[i] = NewMessage(&e)
+				}
+			}
+			b.h.Deliver(t, msgs)
+		}
+	})
 	return nil
 }
 

@@ -20,10 +20,7 @@ import (
 	"batteryswap/models"
 )
 
-var (
-	_ Broker         = (*RedisBroker)(nil)
-	_ BatchPublisher = (*RedisBroker)(nil)
-)
+var _ Broker = (*RedisBroker)(nil)
 
 // RedisOptions configure a RedisBroker; zero values take the defaults.
 type RedisOptions struct {
@@ -89,32 +86,10 @@ func NewRedisBroker(client redis.UniversalClient, opts RedisOptions) *RedisBroke
 	}
 }
 
-// Publish implements Broker. The channels of one event are published in a
-// MULTI/EXEC transaction, so an instance never gets an event on one channel
-// and misses it on the other.
-func (b *RedisBroker) Publish(ctx context.Context, ev *models.Event) error {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	payload := encodeEvent(ev)
-	_, err := b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, t := range ev.Topic.Channels() {
-			p.Publish(ctx, b.prefix+string(t), payload)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("stream: redis publish of event %d: %w", ev.Seq, err)
-	}
-	return nil
-}
-
-// PublishBatch implements BatchPublisher: every channel of every event in
-// one MULTI/EXEC, one round trip, in order, all or none.
-func (b *RedisBroker) PublishBatch(ctx context.Context, evs []models.Event) error {
+// Publish implements Broker: one MULTI/EXEC for the whole batch, with one
+// PUBLISH per run and channel, so an instance never gets a run on one
+// channel and misses it on another, and the batch costs one round trip.
+func (b *RedisBroker) Publish(ctx context.Context, evs []models.Event) error {
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
@@ -125,12 +100,12 @@ func (b *RedisBroker) PublishBatch(ctx context.Context, evs []models.Event) erro
 		return nil
 	}
 	_, err := b.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range evs {
-			payload := encodeEvent(&evs[i])
-			for _, t := range evs[i].Topic.Channels() {
+		runs(evs, func(run []models.Event) {
+			payload := encodeRun(run)
+			for _, t := range run[0].Topic.Channels() {
 				p.Publish(ctx, b.prefix+string(t), payload)
 			}
-		}
+		})
 		return nil
 	})
 	if err != nil {
@@ -344,7 +319,7 @@ func (b *RedisBroker) session(ctx context.Context, resync bool) (live bool, err 
 	resynced := resync
 	resync = resync && len(channels) > 0
 	pinged := false
-	var last *Message // a station event arrives twice; encode it once
+	var last []*Message // a station's run arrives twice; decode it once
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, b.health)
 		if err != nil {
@@ -385,17 +360,21 @@ func (b *RedisBroker) session(ctx context.Context, resync bool) (live bool, err 
 	}
 }
 
-// deliver decodes a message and hands it to the handler, reusing last when
-// it is the same event on another channel.
-func (b *RedisBroker) deliver(msg *redis.Message, last *Message) *Message {
+// deliver decodes a message and hands its run to the handler, reusing last
+// when it is the same run on another channel (a station's events arrive on
+// "stations" and on "station:N", one message after the other).
+func (b *RedisBroker) deliver(msg *redis.Message, last []*Message) []*Message {
 	topic, ok := strings.CutPrefix(msg.Channel, b.prefix)
-	ev, err := decodeEvent(msg.Payload)
+	evs, err := decodeRun(msg.Payload)
 	if !ok || err != nil {
 		b.log.Warn("stream: dropping an undecodable redis message", "channel", msg.Channel, "err", err)
 		return last
 	}
-	if last == nil || last.Seq() != ev.Seq {
-		last = NewMessage(ev)
+	if len(last) != len(evs) || last[0].Seq() != evs[0].Seq {
+		last = make([]*Message, len(evs))
+		for i := range evs {
+			last[i] = NewMessage(&evs[i])
+		}
 	}
 	b.h.Deliver(models.Topic(topic), last)
 	return last
@@ -423,68 +402,111 @@ func parseBarrier(payload string) (uint64, bool) {
 	return n, err == nil
 }
 
-// The Redis payload of an event: a version byte, then seq (uvarint),
-// created_at as Unix seconds (varint) and nanoseconds (uvarint), type and
-// topic (each a uvarint length and the bytes), and the JSON payload as the
-// rest.
-const codecVersion = 1
+// The Redis payload of a run: a version byte, the number of events
+// (uvarint), then each event: seq (uvarint), created_at as Unix seconds
+// (varint) and nanoseconds (uvarint), then type, topic and the JSON payload,
+// each a uvarint length and the bytes.
+const codecVersion = 2
 
-func encodeEvent(ev *models.Event) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+2+len(ev.Type)+len(ev.Topic)+len(ev.Payload))
+func encodeRun(evs []models.Event) []byte {
+	n := 1 + binary.MaxVarintLen64
+	for i := range evs {
+		n += 6*binary.MaxVarintLen64 + len(evs[i].Type) + len(evs[i].Topic) + len(evs[i].Payload)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, codecVersion)
-	b = binary.AppendUvarint(b, uint64(ev.Seq))
-	b = binary.AppendVarint(b, ev.CreatedAt.Unix())
-	b = binary.AppendUvarint(b, uint64(ev.CreatedAt.Nanosecond()))
-	b = binary.AppendUvarint(b, uint64(len(ev.Type)))
-	b = append(b, ev.Type...)
-	b = binary.AppendUvarint(b, uint64(len(ev.Topic)))
-	b = append(b, ev.Topic...)
-	return append(b, ev.Payload...)
+	b = binary.AppendUvarint(b, uint64(len(evs)))
+	for i := range evs {
+		ev := &evs[i]
+		b = binary.AppendUvarint(b, uint64(ev.Seq))
+		b = binary.AppendVarint(b, ev.CreatedAt.Unix())
+		b = binary.AppendUvarint(b, uint64(ev.CreatedAt.Nanosecond()))
+		b = appendBytes(b, ev.Type)
+		b = appendBytes(b, string(ev.Topic))
+		b = appendBytes(b, string(ev.Payload))
+	}
+	return b
+}
+
+func appendBytes(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 var errBadPayload = errors.New("stream: malformed event payload")
 
-func decodeEvent(s string) (*models.Event, error) {
-	b := []byte(s)
-	if len(b) == 0 || b[0] != codecVersion {
+// maxRun bounds the events one message may claim, so a corrupt count
+// cannot make the decoder allocate without bound.
+const maxRun = 1 << 16
+
+func decodeRun(s string) ([]models.Event, error) {
+	d := decoder{b: []byte(s)}
+	if len(d.b) == 0 || d.b[0] != codecVersion {
 		return nil, errBadPayload
 	}
-	b = b[1:]
-	uvarint := func() uint64 {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			b = nil
-			return math.MaxUint64
+	d.b = d.b[1:]
+	n := d.uvarint()
+	if d.bad || n == 0 || n > maxRun {
+		return nil, errBadPayload
+	}
+	evs := make([]models.Event, n)
+	for i := range evs {
+		seq := d.uvarint()
+		sec := d.varint()
+		nsec := d.uvarint()
+		typ, topic, payload := d.bytes(), d.bytes(), d.bytes()
+		if d.bad || seq > math.MaxInt64 || nsec >= uint64(time.Second) {
+			return nil, errBadPayload
 		}
-		b = b[n:]
-		return v
-	}
-	str := func() (string, bool) {
-		n := uvarint()
-		if n > uint64(len(b)) {
-			return "", false
+		evs[i] = models.Event{
+			Seq:       int64(seq),
+			Type:      string(typ),
+			Topic:     models.Topic(topic),
+			Payload:   payload,
+			CreatedAt: time.Unix(sec, int64(nsec)).UTC(),
 		}
-		v := string(b[:n])
-		b = b[n:]
-		return v, true
 	}
-	seq := uvarint()
-	sec, n := binary.Varint(b)
-	if seq > math.MaxInt64 || n <= 0 {
+	if len(d.b) != 0 {
 		return nil, errBadPayload
 	}
-	b = b[n:]
-	nsec := uvarint()
-	typ, ok1 := str()
-	topic, ok2 := str()
-	if nsec >= uint64(time.Second) || !ok1 || !ok2 {
-		return nil, errBadPayload
+	return evs, nil
+}
+
+// decoder reads a run's fields; after the first malformed one, bad is set
+// and every later read returns zero values.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad, d.b = true, nil
+		return 0
 	}
-	return &models.Event{
-		Seq:       int64(seq),
-		Type:      typ,
-		Topic:     models.Topic(topic),
-		Payload:   b,
-		CreatedAt: time.Unix(sec, int64(nsec)).UTC(),
-	}, nil
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad, d.b = true, nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns a length-prefixed field; it shares the decoder's buffer.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.b)) {
+		d.bad, d.b = true, nil
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
 }

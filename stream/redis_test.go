@@ -48,11 +48,11 @@ func TestRedisBrokerJoinsOnlyFollowedTopics(t *testing.T) {
 
 	mustPublish(t, a, testEvent(1, models.UserTopic(9)))
 	mustPublish(t, b, testEvent(2, models.StationTopic(1)))
-	if d := rb.next(t); d.msg.Seq() != 1 {
-		t.Errorf("instance b got event %d, want 1", d.msg.Seq())
+	if d := rb.next(t); !slices.Equal(d.seqs(), []int64{1}) {
+		t.Errorf("instance b got events %v, want [1]", d.seqs())
 	}
-	if d := ra.next(t); d.msg.Seq() != 2 {
-		t.Errorf("instance a got event %d, want 2", d.msg.Seq())
+	if d := ra.next(t); !slices.Equal(d.seqs(), []int64{2}) {
+		t.Errorf("instance a got events %v, want [2]", d.seqs())
 	}
 
 	a.Unsubscribe(models.StationTopic(1))
@@ -106,14 +106,12 @@ func TestRedisRestart(t *testing.T) {
 		for i := range n {
 			o.add(models.StationTopic(int64(i%2 + 1)))
 		}
-		for _, ev := range o.sequence() {
-			err := broker.Publish(ctx, &ev)
-			if wantOK && err != nil {
-				t.Fatalf("publish %d: %v", ev.Seq, err)
-			}
-			if !wantOK && err == nil {
-				t.Fatalf("publish %d succeeded with Redis down", ev.Seq)
-			}
+		err := broker.Publish(ctx, o.sequence())
+		if wantOK && err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		if !wantOK && err == nil {
+			t.Fatal("publish succeeded with Redis down")
 		}
 	}
 
@@ -132,24 +130,33 @@ func TestRedisRestart(t *testing.T) {
 	expect(t, ctx, one, 7, 9, 11, 13, 15)
 	expect(t, ctx, all, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
 	for _, s := range []*Subscription{one, all} {
-		if m, ok := s.TryNext(); ok {
-			t.Errorf("unexpected extra event %d", m.Seq())
-		}
+		expectNothing(t, s)
 	}
 }
 
-// expect reads len(want) events from s and checks their ids.
+// expect reads events from s until it has len(want) and checks their ids.
 func expect(t *testing.T, ctx context.Context, s *Subscription, want ...int64) {
 	t.Helper()
-	got := make([]*Message, 0, len(want))
-	for range want {
-		m, err := s.Next(ctx)
+	var got []int64
+	for len(got) < len(want) {
+		batch, err := s.Next(ctx, nil)
 		if err != nil {
-			t.Fatalf("got events %v, then Next: %v; want %v", msgSeqs(got), err, want)
+			t.Fatalf("got events %v, then Next: %v; want %v", got, err, want)
 		}
-		if got = append(got, m); m.Seq() != want[len(got)-1] {
-			t.Fatalf("got events %v, want %v", msgSeqs(got), want)
-		}
+		got = append(got, msgSeqs(batch)...)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got events %v, want %v", got, want)
+	}
+}
+
+// expectNothing checks that s has nothing pending.
+func expectNothing(t *testing.T, s *Subscription) {
+	t.Helper()
+	now := make(chan time.Time, 1)
+	now <- time.Time{}
+	if batch, err := s.Next(context.Background(), now); batch != nil || err != nil {
+		t.Errorf("Next = %v, %v; want nothing pending", msgSeqs(batch), err)
 	}
 }
 
@@ -167,39 +174,55 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-func TestEventCodec(t *testing.T) {
-	for _, ev := range []models.Event{
-		testEvent(1, models.StationTopic(3)),
-		{Seq: 1<<63 - 1, Type: "x", Topic: models.UserTopic(1), Payload: []byte(`{}`), CreatedAt: time.Unix(-5, 999999999).UTC()},
-		{},
+func TestRunCodec(t *testing.T) {
+	for _, run := range [][]models.Event{
+		{testEvent(1, models.StationTopic(3))},
+		{testEvent(1, models.StationTopic(3)), testEvent(2, models.StationTopic(3))},
+		{{Seq: 1<<63 - 1, Type: "x", Topic: models.UserTopic(1), Payload: []byte(`{}`), CreatedAt: time.Unix(-5, 999999999).UTC()}},
+		{{}},
 	} {
-		got, err := decodeEvent(string(encodeEvent(&ev)))
+		got, err := decodeRun(string(encodeRun(run)))
 		if err != nil {
-			t.Fatalf("decode(encode(%+v)): %v", ev, err)
+			t.Fatalf("decode(encode(%+v)): %v", run, err)
 		}
-		sameEvent(t, got, ev)
+		if len(got) != len(run) {
+			t.Fatalf("decoded %d events, want %d", len(got), len(run))
+		}
+		for i := range run {
+			sameEvent(t, &got[i], run[i])
+		}
 	}
-	for _, bad := range []string{"", "\x02", "\x01", "\x01\x05\x00\x00\x09ab"} {
-		if _, err := decodeEvent(bad); !errors.Is(err, errBadPayload) {
-			t.Errorf("decodeEvent(%q) error = %v, want errBadPayload", bad, err)
+	for _, bad := range []string{"", "\x01", "\x02", "\x02\x00", "\x02\x01", "\x02\x01\x05\x00\x00\x09ab", "\x02\xff\xff\xff\x0f"} {
+		if _, err := decodeRun(bad); !errors.Is(err, errBadPayload) {
+			t.Errorf("decodeRun(%q) error = %v, want errBadPayload", bad, err)
 		}
+	}
+	ok := encodeRun([]models.Event{testEvent(1, models.StationTopic(3))})
+	if _, err := decodeRun(string(append(ok, 'x'))); !errors.Is(err, errBadPayload) {
+		t.Errorf("trailing byte: error = %v, want errBadPayload", err)
 	}
 }
 
-func FuzzEventCodec(f *testing.F) {
-	f.Add(int64(1), "inventory_update", "station:1", []byte(`{"a":1}`), int64(1700000000), uint32(5), []byte{})
-	f.Fuzz(func(t *testing.T, seq int64, typ, topic string, payload []byte, sec int64, nsec uint32, junk []byte) {
-		_, _ = decodeEvent(string(junk)) // must not panic
-		if seq < 0 || nsec >= uint32(time.Second) {
+func FuzzRunCodec(f *testing.F) {
+	f.Add(int64(1), "inventory_update", "station:1", []byte(`{"a":1}`), int64(1700000000), uint32(5), uint8(2), []byte{})
+	f.Fuzz(func(t *testing.T, seq int64, typ, topic string, payload []byte, sec int64, nsec uint32, n uint8, junk []byte) {
+		_, _ = decodeRun(string(junk)) // must not panic
+		if seq < 0 || nsec >= uint32(time.Second) || n == 0 {
 			return
 		}
-		ev := models.Event{Seq: seq, Type: typ, Topic: models.Topic(topic), Payload: payload, CreatedAt: time.Unix(sec, int64(nsec)).UTC()}
-		got, err := decodeEvent(string(encodeEvent(&ev)))
+		run := make([]models.Event, n)
+		for i := range run {
+			run[i] = models.Event{Seq: seq, Type: typ, Topic: models.Topic(topic), Payload: payload, CreatedAt: time.Unix(sec, int64(nsec)).UTC()}
+		}
+		got, err := decodeRun(string(encodeRun(run)))
 		if err != nil {
 			t.Fatalf("round trip: %v", err)
 		}
-		if got.Seq != ev.Seq || got.Type != ev.Type || got.Topic != ev.Topic || !bytes.Equal(got.Payload, ev.Payload) || !got.CreatedAt.Equal(ev.CreatedAt) {
-			t.Fatalf("round trip = %+v, want %+v", *got, ev)
+		for i, ev := range run {
+			g := got[i]
+			if g.Seq != ev.Seq || g.Type != ev.Type || g.Topic != ev.Topic || !bytes.Equal(g.Payload, ev.Payload) || !g.CreatedAt.Equal(ev.CreatedAt) {
+				t.Fatalf("round trip = %+v, want %+v", g, ev)
+			}
 		}
 	})
 }
@@ -235,31 +258,3 @@ func requireService(t *testing.T, why string) {
 // testPrefix keeps each test's channels apart from other tests and runs
 // sharing the same Redis.
 func testPrefix() string { return "batteryswap-test:" + rand.Text() + ":" }
-
-// PublishBatch delivers a batch on every channel of each event, in order,
-// as the relay publishes it in one round trip.
-func TestRedisPublishBatch(t *testing.T) {
-	client := testRedisClient(t)
-	b := NewRedisBroker(client, RedisOptions{Prefix: testPrefix()})
-	rec := newRecorder()
-	b.Start(rec)
-	t.Cleanup(func() { _ = b.Close() })
-	mustSubscribe(t, b, models.TopicStations, models.UserTopic(4))
-	batch := []models.Event{testEvent(1, models.StationTopic(2)), testEvent(2, models.UserTopic(4)), testEvent(3, models.StationTopic(5))}
-	if err := b.PublishBatch(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []struct {
-		seq   int64
-		topic models.Topic
-	}{{1, models.TopicStations}, {2, models.UserTopic(4)}, {3, models.TopicStations}} {
-		d := rec.next(t)
-		if d.msg.Seq() != want.seq || d.topic != want.topic {
-			t.Fatalf("got event %d on %s, want %d on %s", d.msg.Seq(), d.topic, want.seq, want.topic)
-		}
-	}
-	_ = b.Close()
-	if err := b.PublishBatch(context.Background(), batch); !errors.Is(err, ErrClosed) {
-		t.Fatalf("after Close: %v", err)
-	}
-}

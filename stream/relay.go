@@ -124,8 +124,8 @@ func (r *Relay) serve(ctx context.Context, lease RelayLease) {
 	}
 }
 
-// flush publishes one batch of pending events in order and marks what was
-// published; more reports a full batch, so more may be waiting.
+// flush publishes one batch of pending events and marks it published;
+// more reports a full batch, so more may be waiting.
 func (r *Relay) flush(ctx context.Context, lease RelayLease) (more bool, err error) {
 	select {
 	case <-lease.Lost():
@@ -136,29 +136,20 @@ func (r *Relay) flush(ctx context.Context, lease RelayLease) (more bool, err err
 	if err != nil {
 		return false, fmt.Errorf("pending events: %w", err)
 	}
-	done := 0
-	if bp, ok := r.broker.(BatchPublisher); ok && len(evs) > 0 {
-		if err = bp.PublishBatch(ctx, evs); err == nil {
-			done = len(evs)
-		}
-	} else {
-		for i := range evs {
-			if err = r.broker.Publish(ctx, &evs[i]); err != nil {
-				break
-			}
-			done++
-		}
+	if len(evs) == 0 {
+		return false, nil
 	}
-	for i := range done {
+	// What one flush numbered goes out as one batch: one broker round
+	// trip, and one dispatch per subscriber on every instance.
+	if err := r.broker.Publish(ctx, evs); err != nil {
+		return false, err
+	}
+	for i := range evs {
 		r.m.eventPublished(time.Since(evs[i].CreatedAt))
 	}
-	if done > 0 {
-		if merr := lease.MarkPublished(ctx, evs[done-1].Seq); merr != nil && err == nil {
-			err = fmt.Errorf("mark published up to %d: %w", evs[done-1].Seq, merr)
-		}
-	}
-	if err != nil {
-		return false, err
+	last := evs[len(evs)-1].Seq
+	if err := lease.MarkPublished(ctx, last); err != nil {
+		return false, fmt.Errorf("mark published up to %d: %w", last, err)
 	}
 	return len(evs) == r.batch, nil
 }

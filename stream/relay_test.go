@@ -19,21 +19,27 @@ type flakyBroker struct {
 	*MemoryBroker
 	mu        sync.Mutex
 	published []int64
+	batches   [][]int64
 	failures  int   // the next failures publishes fail
-	failSeq   int64 // publishing this seq fails, once
+	failSeq   int64 // publishing a batch with this seq fails, once
 }
 
 var errBrokerDown = errors.New("broker down")
 
-func (b *flakyBroker) Publish(ctx context.Context, ev *models.Event) error {
+func (b *flakyBroker) Publish(ctx context.Context, evs []models.Event) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.failures > 0 || b.failSeq == ev.Seq {
+	var seqs []int64
+	for _, ev := range evs {
+		seqs = append(seqs, ev.Seq)
+	}
+	if b.failures > 0 || slices.Contains(seqs, b.failSeq) {
 		b.failures, b.failSeq = max(b.failures-1, 0), 0
 		return errBrokerDown
 	}
-	b.published = append(b.published, ev.Seq)
-	return b.MemoryBroker.Publish(ctx, ev)
+	b.published = append(b.published, seqs...)
+	b.batches = append(b.batches, seqs)
+	return b.MemoryBroker.Publish(ctx, evs)
 }
 
 func (b *flakyBroker) state() []int64 {
@@ -56,9 +62,17 @@ func startRelays(t *testing.T, o Outbox, b Broker, n int, m *Metrics) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
+// addEvents commits n events in one go, as concurrent transactions would
+// between two relay flushes, and wakes the relay.
 func addEvents(o *fakeOutbox, n int) {
+	o.mu.Lock()
 	for i := range n {
-		o.add(models.StationTopic(int64(i%2 + 1)))
+		o.waiting = append(o.waiting, models.Event{Type: models.EventInventoryUpdate, Topic: models.StationTopic(int64(i%2 + 1)), CreatedAt: time.Now()})
+	}
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -88,6 +102,14 @@ func TestRelayPublishesInOrder(t *testing.T) {
 		addEvents(o, 10) // more than a batch
 		synctest.Wait()
 		wantPublished(t, o, b, seqRange(1, 10), 10)
+		// One flush, one batch: at most RelayOptions.Batch events, in order.
+		b.mu.Lock()
+		for _, batch := range b.batches {
+			if len(batch) > 4 || !slices.IsSorted(batch) {
+				t.Errorf("published batch %v: want at most 4 events, in order", batch)
+			}
+		}
+		b.mu.Unlock()
 		if got := counterValue(t, reg, "batteryswap_events_published_total"); got != 10 {
 			t.Errorf("events published = %v, want 10", got)
 		}
@@ -135,9 +157,9 @@ func TestRelayRetriesAfterBrokerFailure(t *testing.T) {
 		b.mu.Lock()
 		b.failSeq = 6
 		b.mu.Unlock()
-		addEvents(o, 4) // 4..7; 6 fails once
+		addEvents(o, 4) // 4..7, one batch: 6 fails it once, all of it
 		synctest.Wait()
-		wantPublished(t, o, b, seqRange(1, 5), 5) // what went out is marked
+		wantPublished(t, o, b, seqRange(1, 3), 3)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		wantPublished(t, o, b, seqRange(1, 7), 7)

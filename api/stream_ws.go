@@ -1,0 +1,288 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+
+	"batteryswap/models"
+	"batteryswap/stream"
+)
+
+// WebSocket streams: the same pump, each event one text message with the
+// SSE data JSON. coder/websocket speaks the protocol; its writes reach the
+// socket through a heldConn, so that a batch of messages leaves in one
+// write, as on the other transports.
+
+// checkHandshake refuses, as a JSON error like every other, a WebSocket
+// handshake that websocket.Accept would refuse in plain text: the checks of
+// RFC 6455 §4.2.1 that the library makes, made first.
+func checkHandshake(c echo.Context) error {
+	r := c.Request()
+	bad := func(format string, args ...any) error {
+		return models.Errorf(models.CodeInvalidRequest, "WebSocket handshake: "+format, args...)
+	}
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return bad("needs HTTP/1.1, not %s", r.Proto)
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return bad("the Connection header must contain Upgrade")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		c.Response().Header().Set("Sec-WebSocket-Version", "13")
+		return bad("Sec-WebSocket-Version must be 13")
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return bad("needs one Sec-WebSocket-Key header")
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return bad("Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
+}
+
+// headerHasToken reports whether a comma-separated header holds token, in
+// any case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// maxClientMessage caps a client's WebSocket message: a ping is a few dozen
+// bytes.
+const maxClientMessage = 8 << 10
+
+var errMessageTooBig = errors.New("message too big")
+
+// readClientMessage reads one message of at most maxClientMessage bytes. A
+// longer one is read to its end and dropped, with errMessageTooBig: its
+// bytes pass through a small buffer, never held whole.
+func readClientMessage(ctx context.Context, conn *websocket.Conn) (websocket.MessageType, []byte, error) {
+	typ, r, err := conn.Reader(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxClientMessage+1))
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(data) > maxClientMessage {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return 0, nil, err
+		}
+		return typ, nil, errMessageTooBig
+	}
+	return typ, data, nil
+}
+
+type wsClientMessage struct {
+	Type      string          `json:"type"`
+	Timestamp json.RawMessage `json:"timestamp"`
+}
+
+// serveWebSocket upgrades and runs the pump over the socket. A reader
+// goroutine answers pings and reports bad input.
+func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
+	r := c.Request()
+	if !s.originAllowed(r) {
+		return models.Errorf(models.CodeForbidden, "origin %q may not open a WebSocket here", r.Header.Get("Origin"))
+	}
+	if err := checkHandshake(c); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	sub, intro, err := s.open(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	hj := &heldHijacker{ResponseWriter: c.Response()}
+	// The origin was checked above against ALLOWED_ORIGINS and the host.
+	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return errStreamEnded
+	}
+	defer conn.CloseNow()
+	// Client messages are capped by hand below, so that an oversized one is
+	// answered with an error and the socket stays open (CONTRACT §4), where
+	// the library's limit would close it with 1009.
+	conn.SetReadLimit(-1)
+	s.cfg.StreamMetrics.StreamOpened(transportWS)
+	defer s.cfg.StreamMetrics.StreamClosed(transportWS)
+
+	// ctx ends at drain, or when the client's side ends, and stops the
+	// pump. The socket's own reads and writes run on sock, which outlives
+	// it: the library drops the connection outright when an operation's
+	// context ends, and the client is owed a close frame (1001, reconnect)
+	// first. Writes are bounded by the heldConn's deadline instead.
+	sock, sockCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer sockCancel()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	send := func(b []byte) { _ = conn.Write(sock, websocket.MessageText, b) }
+	go func() {
+		defer cancel()
+		for {
+			typ, data, err := readClientMessage(sock, conn)
+			if errors.Is(err, errMessageTooBig) {
+				send([]byte(`{"type":"error","message":"messages are at most 8 KiB"}`))
+				continue
+			}
+			if err != nil {
+				return
+			}
+			var msg wsClientMessage
+			if typ != websocket.MessageText || json.Unmarshal(data, &msg) != nil {
+				send([]byte(`{"type":"error","message":"messages must be JSON objects"}`))
+				continue
+			}
+			switch msg.Type {
+			case "ping":
+				ts := msg.Timestamp
+				if len(ts) == 0 {
+					ts = json.RawMessage("null")
+				}
+				out, _ := json.Marshal(map[string]any{"type": "pong", "timestamp": ts})
+				send(out)
+			default:
+				out, _ := json.Marshal(map[string]any{"type": "error", "message": "unknown message type " + strconv.Quote(msg.Type)})
+				send(out)
+			}
+		}
+	}()
+	err = s.pump(ctx, sub, &wsStream{conn: conn, held: hj.conn, sock: sock}, transportWS, intro)
+	switch {
+	case errors.Is(err, stream.ErrClosed) || s.drain.Err() != nil:
+		conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
+	case errors.Is(err, stream.ErrSlowConsumer):
+		s.endLog(err, req.transport, req.requestID)
+		conn.Close(websocket.StatusTryAgainLater, "too slow; reconnect with last_event_id")
+	default:
+		s.endLog(err, req.transport, req.requestID)
+	}
+	return errStreamEnded
+}
+
+// wsStream is the pump's transport on a WebSocket.
+type wsStream struct {
+	conn *websocket.Conn
+	held *heldConn
+	sock context.Context
+}
+
+func (w *wsStream) frame(m *stream.Message) []byte { return m.Data() }
+
+// write sends each frame as a text message; the messages collect in the
+// heldConn and reach the socket in one write.
+func (w *wsStream) write(frames net.Buffers) error {
+	w.held.hold()
+	for _, f := range frames {
+		if err := w.conn.Write(w.sock, websocket.MessageText, f); err != nil {
+			_ = w.held.flush()
+			return fmt.Errorf("%w: %w", errClientGone, err)
+		}
+	}
+	if err := w.held.flush(); err != nil {
+		return fmt.Errorf("%w: %w", errClientGone, err)
+	}
+	return nil
+}
+
+// heartbeat pings the client and waits for its pong.
+func (w *wsStream) heartbeat() error {
+	ctx, cancel := context.WithTimeout(w.sock, writeTimeout)
+	defer cancel()
+	if err := w.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %w", errClientGone, err)
+	}
+	return nil
+}
+
+// heldHijacker gives websocket.Accept the connection wrapped in a heldConn.
+type heldHijacker struct {
+	http.ResponseWriter
+	conn *heldConn
+}
+
+// Hijack implements http.Hijacker. net/http's buffered writer, which the
+// library writes frames into, is pointed at the heldConn.
+func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.conn = &heldConn{Conn: c}
+	brw.Writer.Reset(h.conn)
+	return h.conn, brw, nil
+}
+
+// heldConn is a connection whose writes can be held back and sent
+// together: between hold and flush, what is written collects in a buffer.
+// Every write that reaches the socket gets writeTimeout to finish.
+type heldConn struct {
+	net.Conn
+	mu      sync.Mutex
+	holding bool
+	buf     []byte
+}
+
+// maxHeldBuffer is the largest buffer an idle connection keeps.
+const maxHeldBuffer = 64 << 10
+
+func (h *heldConn) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.holding {
+		h.buf = append(h.buf, p...)
+		return len(p), nil
+	}
+	return h.writeLocked(p)
+}
+
+func (h *heldConn) writeLocked(p []byte) (int, error) {
+	if err := h.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return 0, err
+	}
+	return h.Conn.Write(p)
+}
+
+func (h *heldConn) hold() {
+	h.mu.Lock()
+	h.holding = true
+	h.mu.Unlock()
+}
+
+// flush writes what was held, in one write, and stops holding.
+func (h *heldConn) flush() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.holding = false
+	if len(h.buf) == 0 {
+		return nil
+	}
+	_, err := h.writeLocked(h.buf)
+	h.buf = h.buf[:0]
+	if cap(h.buf) > maxHeldBuffer {
+		h.buf = nil
+	}
+	return err
+}
