@@ -24,7 +24,7 @@ func (s *Server) open(ctx context.Context, req *streamRequest) (_ *stream.Subscr
 	// While the broker reconnects (Redis down), Subscribe waits; a client
 	// is better told to come back than left hanging.
 	sctx, cancel := context.WithTimeout(ctx, subscribeTimeout)
-	sub, err := s.hub.Subscribe(sctx, req.topics)
+	sub, err := s.hub.Subscribe(sctx, req.topics, req.delivery)
 	cancel()
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return nil, nil, models.Errorf(models.CodeServiceUnavailable, "live events are unavailable right now; retry shortly")

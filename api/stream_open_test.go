@@ -245,3 +245,41 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func ptr[T any](v T) *T { return &v }
+
+// delivery=latest is for station streams; other values are refused.
+func TestDeliveryParameter(t *testing.T) {
+	e := newOpenEnv(t, time.Minute)
+	res, err := e.ts.Client().Post(e.ts.URL+"/api/v1/auth/register", "application/json",
+		strings.NewReader(`{"email":"r@example.com","password":"long enough","name":"R"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg struct{ Token string }
+	if err := json.NewDecoder(res.Body).Decode(&reg); err != nil || reg.Token == "" {
+		t.Fatalf("register: %v %+v", err, reg)
+	}
+	res.Body.Close()
+	token := reg.Token
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/stream/stations?delivery=latest&transport=poll&timeout=0", http.StatusOK},
+		{"/stream/stations?delivery=all&transport=poll&timeout=0", http.StatusOK},
+		{"/stream/stations?delivery=newest&transport=poll&timeout=0", http.StatusBadRequest},
+		{"/stream?topics=stations,notifications&delivery=latest", http.StatusBadRequest},
+		{"/stream/notifications?delivery=latest", http.StatusBadRequest},
+		{"/stream/notifications?delivery=all&transport=poll&timeout=0", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, e.ts.URL+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := e.ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("GET %s = %d, want %d", tc.path, res.StatusCode, tc.want)
+		}
+	}
+}

@@ -31,6 +31,9 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 		timer := time.NewTimer(req.timeout)
 		batch, err = sub.Next(ctx, timer.C)
 		timer.Stop()
+		if req.delivery == stream.DeliverLatest {
+			batch = stream.MergeLatest(batch)
+		}
 		switch {
 		case err == nil, errors.Is(err, stream.ErrClosed):
 		case ctx.Err() != nil:
@@ -52,7 +55,11 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 	if len(batch) > 0 {
 		last = batch[len(batch)-1].Seq()
 	}
-	s.cfg.StreamMetrics.Delivered(transportPoll, len(events))
+	if len(intro) == 0 {
+		s.cfg.StreamMetrics.DeliveriesOf(transportPoll).Written(batch, time.Now())
+	} else {
+		s.cfg.StreamMetrics.Delivered(transportPoll, len(events))
+	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, map[string]any{"events": events, "last_event_id": strconv.FormatInt(last, 10)})
 }

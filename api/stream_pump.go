@@ -81,7 +81,7 @@ func (s *Server) pump(ctx context.Context, sub *stream.Subscription, t transport
 			return err
 		}
 		lastWrite = time.Now()
-		delivered.Add(len(batch))
+		delivered.Written(batch, lastWrite)
 	}
 }
 

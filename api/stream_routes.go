@@ -173,6 +173,7 @@ type streamRequest struct {
 	cursor    int64
 	hasCursor bool
 	transport string
+	delivery  stream.Delivery
 	timeout   time.Duration
 	requestID string
 }
@@ -273,6 +274,18 @@ func (s *Server) parseStreamRequest(c echo.Context, topics func(echo.Context) ([
 	var err error
 	if req.topics, err = topics(c); err != nil {
 		return nil, err
+	}
+	switch c.QueryParam("delivery") {
+	case "", "all":
+	case "latest":
+		for _, t := range req.topics {
+			if _, ok := t.StationID(); !ok && t != models.TopicStations {
+				return nil, errInvalid("delivery=latest is for station streams only; notifications are delivered in full")
+			}
+		}
+		req.delivery = stream.DeliverLatest
+	default:
+		return nil, errInvalid("delivery must be all or latest")
 	}
 	// The header wins: a browser that opened with ?last_event_id= sends the
 	// newer Last-Event-ID itself when it reconnects.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,6 +145,9 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 	// The bufio.ReadWriter is dropped: a stream never reads the request
 	// body, and its writes go straight to conn. Echo must not write either.
 	res.Committed = true
+	if req.delivery == stream.DeliverLatest {
+		latestSendBuffer(conn)
+	}
 	l := &leanStream{
 		s: s, conn: conn, sub: sub, enc: enc,
 		opening:   append(responseHead(res.Header(), enc.contentType), enc.preamble...),
@@ -164,6 +168,22 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 	go l.run(intro)
 	return true, nil
 }
+
+// latestSendBuffer keeps the socket's send buffer of a delivery=latest
+// stream small. What waits in a socket buffer can no longer be merged:
+// with the kernel's default, which grows to megabytes, a slow reader would
+// read minutes of stale events before the merged state that waits behind
+// them; with a small one, the server feels the slow reader within a few
+// events, and the reader gets the newest state soon after.
+func latestSendBuffer(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(latestSocketBuffer)
+	}
+}
+
+// latestSocketBuffer is the send buffer of a delivery=latest stream's
+// socket (the kernel doubles it for its bookkeeping).
+const latestSocketBuffer = 16 << 10
 
 // responseHead is the HTTP/1.1 head of a hijacked stream: status 200, the
 // headers the middleware set (X-Request-Id, CORS), the stream's own, and
@@ -215,30 +235,48 @@ func (l *leanStream) run(intro []*stream.Message) {
 func (l *leanStream) frame(m *stream.Message) []byte { return l.enc.frame(m) }
 
 // write writes the opening (first time only) and frames in one call
-// (writev on a TCP connection), blocking until the socket took them or the
-// write deadline passed. WriteTo consumes its own copy of the slice and
-// never modifies the frames.
+// (writev on a TCP connection), blocking until the socket took them. A
+// write that makes no progress for writeTimeout fails: the client is stuck.
+// One that is slow but progressing goes on: a reader on a slow network
+// (delivery=latest) is served at its own pace. WriteTo consumes its own
+// copy of the slice and never modifies the frames.
 func (l *leanStream) write(frames net.Buffers) error {
 	if l.opening != nil {
 		frames = append(net.Buffers{l.opening}, frames...)
 		l.opening = nil
 	}
-	now := time.Now()
-	// Setting a deadline updates a runtime timer. Re-arming it only once
-	// half of it is used keeps that off the per-batch path: each write
-	// still gets between writeTimeout/2 and writeTimeout to finish.
-	if l.deadline.Sub(now) < writeTimeout/2 {
-		l.deadline = now.Add(writeTimeout)
-		if err := l.conn.SetWriteDeadline(l.deadline); err != nil {
+	for {
+		if err := l.armDeadline(); err != nil {
+			return err
+		}
+		n, err := frames.WriteTo(l.conn)
+		switch {
+		case err == nil:
+			return nil
+		case n > 0 && errors.Is(err, os.ErrDeadlineExceeded) && l.ended.Load() == nil:
+			l.deadline = time.Time{} // progress: a new deadline for the rest
+		default:
 			return fmt.Errorf("%w: %w", errClientGone, err)
 		}
-		// An end just before the new deadline would be undone by it.
-		if cause := l.ended.Load(); cause != nil {
-			return *cause
-		}
 	}
-	if _, err := frames.WriteTo(l.conn); err != nil {
+}
+
+// armDeadline sets the write deadline unless enough of it is left. Setting
+// a deadline updates a runtime timer; re-arming it only once half of it is
+// used keeps that off the per-batch path: each write still gets between
+// writeTimeout/2 and writeTimeout to make progress.
+func (l *leanStream) armDeadline() error {
+	now := time.Now()
+	if l.deadline.Sub(now) >= writeTimeout/2 {
+		return nil
+	}
+	l.deadline = now.Add(writeTimeout)
+	if err := l.conn.SetWriteDeadline(l.deadline); err != nil {
 		return fmt.Errorf("%w: %w", errClientGone, err)
+	}
+	// An end just before the new deadline would be undone by it.
+	if cause := l.ended.Load(); cause != nil {
+		return *cause
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,7 +116,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 		return err
 	}
 	defer sub.Close()
-	hj := &heldHijacker{ResponseWriter: c.Response()}
+	hj := &heldHijacker{ResponseWriter: c.Response(), latest: req.delivery == stream.DeliverLatest}
 	// The origin was checked above against ALLOWED_ORIGINS and the host.
 	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
@@ -220,7 +221,8 @@ func (w *wsStream) heartbeat() error {
 // heldHijacker gives websocket.Accept the connection wrapped in a heldConn.
 type heldHijacker struct {
 	http.ResponseWriter
-	conn *heldConn
+	latest bool // delivery=latest: see latestSendBuffer
+	conn   *heldConn
 }
 
 // Hijack implements http.Hijacker. net/http's buffered writer, which the
@@ -229,6 +231,9 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
+	}
+	if h.latest {
+		latestSendBuffer(c)
 	}
 	h.conn = &heldConn{Conn: c}
 	brw.Writer.Reset(h.conn)
@@ -258,11 +263,20 @@ func (h *heldConn) Write(p []byte) (int, error) {
 	return h.writeLocked(p)
 }
 
+// writeLocked writes p; like a lean stream's write, it fails only when a
+// writeTimeout passes without progress.
 func (h *heldConn) writeLocked(p []byte) (int, error) {
-	if err := h.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
-		return 0, err
+	done := 0
+	for {
+		if err := h.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+			return done, err
+		}
+		n, err := h.Conn.Write(p[done:])
+		done += n
+		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return done, err
+		}
 	}
-	return h.Conn.Write(p)
 }
 
 func (h *heldConn) hold() {

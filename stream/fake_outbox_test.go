@@ -44,6 +44,13 @@ func (o *fakeOutbox) add(topic models.Topic) {
 	o.addAt(topic, time.Now())
 }
 
+// addTyped commits one event of the given type on topic.
+func (o *fakeOutbox) addTyped(topic models.Topic, typ string) {
+	o.mu.Lock()
+	o.waiting = append(o.waiting, models.Event{Type: typ, Topic: topic, CreatedAt: time.Now()})
+	o.mu.Unlock()
+}
+
 func (o *fakeOutbox) addAt(topic models.Topic, at time.Time) {
 	o.mu.Lock()
 	o.waiting = append(o.waiting, models.Event{Type: models.EventInventoryUpdate, Topic: topic, CreatedAt: at})

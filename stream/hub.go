@@ -137,21 +137,42 @@ func (h *Hub) shardOf(t models.Topic) *shard {
 	return &h.shards[maphash.String(h.seed, string(t))%hubShards]
 }
 
+// Delivery is how a subscriber that falls behind is served.
+type Delivery int
+
+const (
+	// DeliverAll delivers every event; a subscriber whose queue fills up is
+	// dropped with ErrSlowConsumer (it resumes with its cursor).
+	DeliverAll Delivery = iota
+	// DeliverLatest is for station topics only: a subscriber whose queue
+	// fills up is never dropped; its pending events are merged instead to
+	// the newest inventory_update and station_status per station (see
+	// MergeLatest), so its queue is bounded by the stations it follows.
+	DeliverLatest
+)
+
 // Subscribe registers a subscriber to topics: live events are queued for it
 // from the moment it returns, and the broker subscription of every topic is
 // active by then. The caller then calls Start or StartAtHead once, reads
 // with Next, and must Close the Subscription. Topics must be valid
-// (invalid_request otherwise); duplicates are ignored. After Hub.Close it
-// returns ErrClosed.
-func (h *Hub) Subscribe(ctx context.Context, topics []models.Topic) (*Subscription, error) {
+// (invalid_request otherwise), and station topics for DeliverLatest;
+// duplicates are ignored. After Hub.Close it returns ErrClosed.
+func (h *Hub) Subscribe(ctx context.Context, topics []models.Topic, delivery Delivery) (*Subscription, error) {
 	topics, err := uniqueTopics(topics)
 	if err != nil {
 		return nil, err
 	}
+	if delivery == DeliverLatest {
+		for _, t := range topics {
+			if _, ok := t.StationID(); !ok && t != models.TopicStations {
+				return nil, models.Errorf(models.CodeInvalidRequest, "latest delivery is for station topics only, not %q", string(t))
+			}
+		}
+	}
 	if err := h.prime(ctx); err != nil {
 		return nil, err
 	}
-	s := &Subscription{hub: h, topics: topics, wake: make(chan struct{}, 1)}
+	s := &Subscription{hub: h, topics: topics, wake: make(chan struct{}, 1), latest: delivery == DeliverLatest, mergeAt: h.queueSize}
 	if !h.register(s) {
 		return nil, ErrClosed
 	}
@@ -425,6 +446,7 @@ type Subscription struct {
 	topics []models.Topic
 	wake   chan struct{} // capacity 1: "the queue or err changed"
 	head   Head
+	latest bool // DeliverLatest
 
 	// life guards the membership: in the topic lists, and holding a broker
 	// subscription. Taken before a shard's lock, never after.
@@ -432,12 +454,13 @@ type Subscription struct {
 	registered bool
 	joined     bool
 
-	mu     sync.Mutex
-	q      []*Message // live events, in sequence order
-	high   int64      // highest Seq ever queued, to drop copies from a second channel or a re-publish
-	err    error
-	ctx    context.Context // made on demand by Context
-	cancel context.CancelCauseFunc
+	mu      sync.Mutex
+	q       []*Message // live events, in sequence order
+	high    int64      // highest Seq ever queued, to drop copies from a second channel or a re-publish
+	mergeAt int        // DeliverLatest: the queue length that merges it next
+	err     error
+	ctx     context.Context // made on demand by Context
+	cancel  context.CancelCauseFunc
 
 	// Owned by the reader.
 	started  bool
@@ -499,6 +522,7 @@ func (s *Subscription) Next(ctx context.Context, idle <-chan time.Time) ([]*Mess
 		var batch []*Message
 		if err == nil && len(s.q) > 0 {
 			batch, s.q, s.spare = s.q, s.spare, nil
+			s.mergeAt = s.hub.queueSize
 		}
 		s.mu.Unlock()
 		if err != nil {
@@ -509,6 +533,11 @@ func (s *Subscription) Next(ctx context.Context, idle <-chan time.Time) ([]*Mess
 			// catch-up, may already have been returned.
 			if batch[0].Seq() <= s.last {
 				batch = slices.DeleteFunc(batch, func(m *Message) bool { return m.Seq() <= s.last })
+			}
+			if s.latest && len(batch) >= s.hub.queueSize {
+				// Behind: the reader gets the newest state, not the
+				// history since the last merge.
+				batch = MergeLatest(batch)
 			}
 			if len(batch) > 0 {
 				s.last, s.ret = batch[len(batch)-1].Seq(), batch
@@ -579,7 +608,8 @@ func (s *Subscription) Close() {
 }
 
 // offer queues what of msgs the subscriber does not have yet, unless it is
-// done; it reports whether this dropped the subscriber for a full queue.
+// done; it reports whether this dropped the subscriber for a full queue (a
+// DeliverLatest subscriber's is merged instead).
 func (s *Subscription) offer(msgs []*Message, limit int) (dropped bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -591,8 +621,17 @@ func (s *Subscription) offer(msgs []*Message, limit int) (dropped bool) {
 			continue
 		}
 		if len(s.q) >= limit {
-			s.endLocked(ErrSlowConsumer)
-			return true
+			if !s.latest {
+				s.endLocked(ErrSlowConsumer)
+				return true
+			}
+			if len(s.q) >= s.mergeAt {
+				// Merging again only once the queue has doubled keeps the
+				// cost per offer constant while it stays bounded: at most
+				// twice the limit or four events per station followed.
+				s.q = MergeLatest(s.q)
+				s.mergeAt = max(limit, 2*len(s.q))
+			}
 		}
 		s.q = append(s.q, m)
 		s.high = m.Seq()

@@ -37,7 +37,7 @@ func runRelay(t *testing.T, o Outbox, b Broker) {
 
 func subscribe(t *testing.T, h *Hub, cursor int64, topics ...models.Topic) *Subscription {
 	t.Helper()
-	s, err := h.Subscribe(context.Background(), topics)
+	s, err := h.Subscribe(context.Background(), topics, DeliverAll)
 	if err != nil {
 		t.Fatalf("Subscribe(%v): %v", topics, err)
 	}
@@ -227,7 +227,7 @@ func TestSubscriptionStartAtHead(t *testing.T) {
 	ctx := testContext(t)
 	topic := models.StationTopic(1)
 	publishNow(t, o, b, topic, topic) // before anyone subscribed: only in the outbox
-	first, err := h.Subscribe(ctx, []models.Topic{topic})
+	first, err := h.Subscribe(ctx, []models.Topic{topic}, DeliverAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestSubscriptionStartAtHead(t *testing.T) {
 	heads, reads := o.calls()
 	var subs []*Subscription
 	for range 10 {
-		s, err := h.Subscribe(ctx, []models.Topic{topic})
+		s, err := h.Subscribe(ctx, []models.Topic{topic}, DeliverAll)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +268,7 @@ func TestSubscriptionHeadEpoch(t *testing.T) {
 	topic := models.StationTopic(1)
 	sub := func(topics ...models.Topic) *Subscription {
 		t.Helper()
-		s, err := h.Subscribe(ctx, topics)
+		s, err := h.Subscribe(ctx, topics, DeliverAll)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,7 +322,7 @@ func TestHubClose(t *testing.T) {
 		}
 		s.Close()
 	}
-	if _, err := h.Subscribe(ctx, []models.Topic{models.TopicStations}); !errors.Is(err, ErrClosed) {
+	if _, err := h.Subscribe(ctx, []models.Topic{models.TopicStations}, DeliverAll); !errors.Is(err, ErrClosed) {
 		t.Errorf("Subscribe after Close = %v, want ErrClosed", err)
 	}
 	if n := h.Subscribers(); n != 0 {
@@ -397,12 +397,12 @@ func TestSubscriptionErrors(t *testing.T) {
 	ctx := testContext(t)
 
 	for _, topics := range [][]models.Topic{nil, {"station:0"}, {"everything"}} {
-		if _, err := h.Subscribe(ctx, topics); !models.IsCode(err, models.CodeInvalidRequest) {
+		if _, err := h.Subscribe(ctx, topics, DeliverAll); !models.IsCode(err, models.CodeInvalidRequest) {
 			t.Errorf("Subscribe(%q) = %v, want invalid_request", topics, err)
 		}
 	}
 
-	s, err := h.Subscribe(ctx, []models.Topic{models.TopicStations})
+	s, err := h.Subscribe(ctx, []models.Topic{models.TopicStations}, DeliverAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,7 @@ func TestSubscriptionErrors(t *testing.T) {
 func TestSubscribeFailsWithoutOutboxHead(t *testing.T) {
 	h, b, o := testHub(t, HubOptions{})
 	o.failHead = errors.New("database is down")
-	if _, err := h.Subscribe(testContext(t), []models.Topic{models.TopicStations}); !errors.Is(err, o.failHead) {
+	if _, err := h.Subscribe(testContext(t), []models.Topic{models.TopicStations}, DeliverAll); !errors.Is(err, o.failHead) {
 		t.Errorf("Subscribe = %v, want the Head error", err)
 	}
 	if h.Subscribers() != 0 || len(b.refs) != 0 {
@@ -465,7 +465,7 @@ func BenchmarkIdleSubscribers(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		for i := range subs {
-			s, err := h.Subscribe(context.Background(), topics)
+			s, err := h.Subscribe(context.Background(), topics, DeliverAll)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -490,7 +490,7 @@ func BenchmarkFanout(b *testing.B) {
 	ev := o.sequence()
 	subs := make([]*Subscription, 1000)
 	for i := range subs {
-		s, err := h.Subscribe(context.Background(), []models.Topic{models.TopicStations})
+		s, err := h.Subscribe(context.Background(), []models.Topic{models.TopicStations}, DeliverAll)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -518,13 +518,13 @@ func BenchmarkSubscribe(b *testing.B) {
 	defer h.Close()
 	topics := []models.Topic{models.StationTopic(1)}
 	for range 10000 {
-		if _, err := h.Subscribe(context.Background(), topics); err != nil {
+		if _, err := h.Subscribe(context.Background(), topics, DeliverAll); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := h.Subscribe(context.Background(), topics)
+		s, err := h.Subscribe(context.Background(), topics, DeliverAll)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -549,7 +549,7 @@ func TestHubDispatchManySubscribers(t *testing.T) {
 	go func() {
 		defer close(churn)
 		for range 200 {
-			s, err := h.Subscribe(ctx, []models.Topic{topic})
+			s, err := h.Subscribe(ctx, []models.Topic{topic}, DeliverAll)
 			if err != nil {
 				t.Error(err)
 				return
@@ -590,7 +590,7 @@ func TestHubCloseWhileSubscribing(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			s, err := h.Subscribe(context.Background(), []models.Topic{models.TopicStations})
+			s, err := h.Subscribe(context.Background(), []models.Topic{models.TopicStations}, DeliverAll)
 			if err != nil {
 				return
 			}

@@ -11,6 +11,9 @@ type Message struct {
 	ev   *models.Event
 	sse  []byte
 	line []byte
+	// skipped is how many events this one replaces (MergeLatest); such a
+	// message belongs to one subscriber.
+	skipped int
 }
 
 // NewMessage encodes ev. The Message keeps ev, which must not change afterwards.

@@ -3,6 +3,8 @@ package stream
 import (
 	"time"
 
+	"batteryswap/models"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -16,6 +18,7 @@ type Metrics struct {
 	replayed      prometheus.Counter
 	slowConsumers prometheus.Counter
 	relayLag      prometheus.Histogram
+	deliveryAge   *prometheus.HistogramVec
 }
 
 // The stream transports, as the metrics label them.
@@ -57,13 +60,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		relayLag: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "batteryswap_relay_lag_seconds",
-			Help:    "Time from an event's commit to its publication by the relay.",
+			Help:    "Time from an event's commit to its numbering by the relay, which publishes it next.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
+		deliveryAge: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "batteryswap_event_delivery_age_seconds",
+			Help:    "Time from an event's commit to its write to a stream client, by transport (replayed events included).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"transport"}),
 	}
 	for _, t := range Transports {
 		m.open.WithLabelValues(t)
 		m.delivered.WithLabelValues(t)
+		m.deliveryAge.WithLabelValues(t)
 	}
 	return m
 }
@@ -90,10 +99,13 @@ func (m *Metrics) Delivered(transport string, n int) {
 	}
 }
 
-// Deliveries counts events written to the clients of one transport. It is
-// Delivered with the label looked up once, for writers that count every
-// event. The zero value counts nothing.
-type Deliveries struct{ c prometheus.Counter }
+// Deliveries counts events written to the clients of one transport and
+// observes their age. It is Delivered with the labels looked up once, for
+// writers that count every event. The zero value counts nothing.
+type Deliveries struct {
+	c   prometheus.Counter
+	age prometheus.Observer
+}
 
 // DeliveriesOf returns the Deliveries of a transport; a nil Metrics gives
 // the zero value.
@@ -101,20 +113,40 @@ func (m *Metrics) DeliveriesOf(transport string) Deliveries {
 	if m == nil {
 		return Deliveries{}
 	}
-	return Deliveries{m.delivered.WithLabelValues(transport)}
+	return Deliveries{m.delivered.WithLabelValues(transport), m.deliveryAge.WithLabelValues(transport)}
 }
 
-// Add counts n events.
+// Add counts n events that have no commit time of their own (a stream's
+// opening events).
 func (d Deliveries) Add(n int) {
 	if d.c != nil {
 		d.c.Add(float64(n))
 	}
 }
 
-func (m *Metrics) eventPublished(lag time.Duration) {
+// Written counts msgs, written to a client at now, and observes how long
+// after its commit each one was.
+func (d Deliveries) Written(msgs []*Message, now time.Time) {
+	if d.c == nil {
+		return
+	}
+	d.c.Add(float64(len(msgs)))
+	for _, m := range msgs {
+		d.age.Observe(max(now.Sub(m.ev.CreatedAt), 0).Seconds())
+	}
+}
+
+func (m *Metrics) eventsNumbered(evs []models.Event, now time.Time) {
 	if m != nil {
-		m.published.Inc()
-		m.relayLag.Observe(max(lag, 0).Seconds())
+		for i := range evs {
+			m.relayLag.Observe(max(now.Sub(evs[i].CreatedAt), 0).Seconds())
+		}
+	}
+}
+
+func (m *Metrics) eventsPublished(n int) {
+	if m != nil {
+		m.published.Add(float64(n))
 	}
 }
 

@@ -86,13 +86,13 @@ func TestRedisRestart(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	one, err := hub.Subscribe(ctx, []models.Topic{models.StationTopic(1)})
+	one, err := hub.Subscribe(ctx, []models.Topic{models.StationTopic(1)}, DeliverAll)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer one.Close()
 	one.Start(0)
-	all, err := hub.Subscribe(ctx, []models.Topic{models.TopicStations, models.StationTopic(2)})
+	all, err := hub.Subscribe(ctx, []models.Topic{models.TopicStations, models.StationTopic(2)}, DeliverAll)
 	if err != nil {
 		t.Fatal(err)
 	}

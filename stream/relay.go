@@ -139,14 +139,13 @@ func (r *Relay) flush(ctx context.Context, lease RelayLease) (more bool, err err
 	if len(evs) == 0 {
 		return false, nil
 	}
+	r.m.eventsNumbered(evs, time.Now())
 	// What one flush numbered goes out as one batch: one broker round
 	// trip, and one dispatch per subscriber on every instance.
 	if err := r.broker.Publish(ctx, evs); err != nil {
 		return false, err
 	}
-	for i := range evs {
-		r.m.eventPublished(time.Since(evs[i].CreatedAt))
-	}
+	r.m.eventsPublished(len(evs))
 	last := evs[len(evs)-1].Seq
 	if err := lease.MarkPublished(ctx, last); err != nil {
 		return false, fmt.Errorf("mark published up to %d: %w", last, err)
