@@ -68,6 +68,8 @@ func ValidateRegistration(email, password, name string) error {
 // longer reports whether s has more than n characters (runes, not bytes:
 // the limits the API states are in characters, and a name in Cyrillic or
 // Chinese takes two or three bytes a character).
+	} else if why := singleLineText(name); why != "" {
+		f["name"] = why
 func longer(s string, n int) bool {
 	return len(s) > n && utf8.RuneCountInString(s) > n
 }
