@@ -25,6 +25,8 @@ type Store interface {
 	CreateUser(ctx context.Context, email, name, passwordHash string, role models.Role) (*models.User, error)
 	FindUserByEmail(ctx context.Context, email string) (*models.User, error)
 	FindUserByID(ctx context.Context, id int64) (*models.User, error)
+	BumpTokenVersion(ctx context.Context, id int64) error
+	DeploymentID(ctx context.Context) (string, error)
 
 	ListStations(ctx context.Context, p models.Page) ([]models.Station, error)
 	AllStations(ctx context.Context) ([]models.Station, error)
@@ -62,6 +64,11 @@ type Config struct {
 	JWTSecret []byte
 	// TokenTTL is how long an access token is valid (default 24h).
 	TokenTTL time.Duration
+	// AccountCacheTTL is how long the account a token names (its role and
+	// token version) is reused before it is read again (default 5s;
+	// negative reads it on every request). A role change or a logout-all
+	// on another instance applies within it.
+	AccountCacheTTL time.Duration
 	// AllowedOrigins may open WebSockets and make credentialed CORS
 	// requests; empty means same origin only.
 	AllowedOrigins []string
@@ -97,6 +104,9 @@ type Server struct {
 	log     *slog.Logger
 	metrics *httpMetrics
 	streams *streamLimiter
+	// accounts and deployment bind tokens to their account and database.
+	accounts   *accounts
+	deployment *deployment
 	// dummyHash is checked on logins of unknown accounts (see handleLogin).
 	dummyHash []byte
 
@@ -113,6 +123,9 @@ type Server struct {
 func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = 24 * time.Hour
+	}
+	if cfg.AccountCacheTTL == 0 {
+		cfg.AccountCacheTTL = 5 * time.Second
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 15 * time.Second
@@ -137,6 +150,10 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	s := &Server{echo: e, store: st, hub: hub, broker: broker, cfg: cfg, log: cfg.Logger,
 		metrics: newHTTPMetrics(cfg.Registry), streams: newStreamLimiter(cfg.MaxStreamsPerClient),
 		dummyHash: dummyHashFor(cfg.BcryptCost)}
+	if st != nil {
+		s.accounts = newAccounts(st.FindUserByID, cfg.AccountCacheTTL, maxCachedAccounts)
+		s.deployment = &deployment{read: st.DeploymentID}
+	}
 	s.drain, s.startDrain = context.WithCancel(context.Background())
 	e.HTTPErrorHandler = s.handleError
 	// Behind a proxy on a loopback or private address (nginx in compose),
@@ -169,6 +186,9 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	s.registerWebRoutes()
 	return s
 }
+
+// maxCachedAccounts bounds the account cache (accounts).
+const maxCachedAccounts = 1 << 16
 
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }

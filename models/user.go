@@ -34,6 +34,13 @@ type User struct {
 	Role         Role      `json:"role"`
 	PasswordHash string    `json:"-"`
 	CreatedAt    time.Time `json:"created_at"`
+
+	// TokenVersion is signed into every access token of the account; a
+	// token with another one is refused, so raising it (logout-all) ends
+	// every token issued before. It starts at a random value, so that an
+	// id given again to another account (a restore of an older backup)
+	// does not make the earlier account's tokens valid for the new one.
+	TokenVersion int64 `json:"-"`
 }
 
 // IsAdmin reports whether u is an operator.
@@ -61,6 +68,8 @@ func ValidateRegistration(email, password, name string) error {
 		f["name"] = "is required"
 	} else if longer(name, 200) {
 		f["name"] = "must be at most 200 characters"
+	} else if why := singleLineText(name); why != "" {
+		f["name"] = why
 	}
 	return ValidationError(f)
 }
@@ -68,8 +77,6 @@ func ValidateRegistration(email, password, name string) error {
 // longer reports whether s has more than n characters (runes, not bytes:
 // the limits the API states are in characters, and a name in Cyrillic or
 // Chinese takes two or three bytes a character).
-	} else if why := singleLineText(name); why != "" {
-		f["name"] = why
 func longer(s string, n int) bool {
 	return len(s) > n && utf8.RuneCountInString(s) > n
 }

@@ -157,6 +157,31 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "password") {
 		t.Fatalf("short password: %v", err)
 	}
+	// An operator demotes and promotes accounts (their tokens follow within
+	// seconds: the API reads the role from the account).
+	out.Reset()
+	if err := run(ctx, []string{"users", "set-role", "--email", "OP@example.com", "--role", "user"}, env, &out, &errb); err != nil ||
+		!strings.Contains(out.String(), "op@example.com> now has role user") {
+		t.Fatalf("users set-role: %v %q", err, out.String())
+	}
+	for _, args := range [][]string{{"users", "set-role", "--email", "op@example.com", "--role", "root"}, {"users", "set-role", "--role", "admin"}} {
+		if err := run(ctx, args, env, &out, &errb); err == nil || !strings.Contains(err.Error(), "usage") {
+			t.Fatalf("%q: %v, want the usage", args, err)
+		}
+	}
+	if err := run(ctx, []string{"users", "set-role", "--email", "nobody@example.com", "--role", "admin"}, env, &out, &errb); err == nil ||
+		!strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("users set-role of an unknown address: %v", err)
+	}
+	s, err = store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err = s.FindUserByEmail(ctx, "op@example.com")
+	s.Close()
+	if err != nil || u.Role != models.RoleUser {
+		t.Fatalf("op@example.com after set-role: %+v, %v", u, err)
+	}
 	err = run(ctx, []string{"broadcast", "--station-id", "7"}, env, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("broadcast to an unknown station: %v", err)
