@@ -75,6 +75,17 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "every origin", env: map[string]string{"ALLOWED_ORIGINS": "*"},
 			want: func(c Config) bool { return slices.Equal(c.AllowedOrigins, []string{"*"}) }},
 		{name: "bad log format", flags: []string{"--log-format", "xml"}, err: "LOG_FORMAT"},
+		{name: "a heartbeat of a nanosecond", env: map[string]string{"HEARTBEAT_INTERVAL": "1ns"}, err: "HEARTBEAT_INTERVAL"},
+		{name: "a heartbeat under a second", env: map[string]string{"HEARTBEAT_INTERVAL": "999ms"}, err: "HEARTBEAT_INTERVAL"},
+		{name: "a heartbeat of a second", env: map[string]string{"HEARTBEAT_INTERVAL": "1s"},
+			want: func(c Config) bool { return c.HeartbeatInterval == time.Second }},
+		{name: "a retention under a minute", env: map[string]string{"HISTORY_RETENTION": "59s"}, err: "HISTORY_RETENTION"},
+		{name: "a retention of a minute", env: map[string]string{"HISTORY_RETENTION": "1m"},
+			want: func(c Config) bool { return c.HistoryRetention == time.Minute }},
+		{name: "a negative duration", env: map[string]string{"SHUTDOWN_TIMEOUT": "-5s"}, err: "SHUTDOWN_TIMEOUT"},
+		{name: "a JWT_SECRET of 15 bytes", env: map[string]string{"JWT_SECRET": "fifteen-bytes!!"}, err: "JWT_SECRET: is 15 bytes"},
+		{name: "a JWT_SECRET of 16 bytes", env: map[string]string{"JWT_SECRET": "sixteen-bytes!!!"},
+			want: func(c Config) bool { return c.JWTSecret == "sixteen-bytes!!!" }},
 		{name: "log settings in any case", env: map[string]string{"LOG_LEVEL": "WARN", "LOG_FORMAT": "JSON"},
 			want: func(c Config) bool { return c.LogLevel == "warn" && c.LogFormat == "json" }},
 	}
@@ -84,6 +95,9 @@ func TestConfigPrecedence(t *testing.T) {
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.err)
+				}
+				if secret := tt.env["JWT_SECRET"]; secret != "" && strings.Contains(err.Error(), secret) {
+					t.Fatalf("the error repeats the secret: %v", err)
 				}
 				return
 			}

@@ -59,22 +59,47 @@ func oneOf(dst func(*Config) *string, allowed ...string) func(*Config, string) e
 }
 
 func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return durAtLeast(dst, 0)
+}
+
+// durAtLeast accepts a positive duration of at least least: below it, the
+// setting would make the server work against itself (a heartbeat every
+// nanosecond floods every stream; a retention of a nanosecond deletes
+// events before a client can resume from them).
+func durAtLeast(dst func(*Config) *time.Duration, least time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("must be a positive Go duration like 15m")
+		}
+		if d < least {
+			return fmt.Errorf("must be at least %s", least)
 		}
 		*dst(c) = d
 		return nil
 	}
 }
 
+// minSecretBytesAccepted is the shortest JWT_SECRET accepted at all: a
+// shorter HMAC key can be found from one token by trying keys offline.
+const minSecretBytesAccepted = 16
+
+// secretSettings are the settings whose value an error message must not
+// repeat: it would reach a terminal, a log or a CI transcript.
+var secretSettings = map[string]bool{"JWT_SECRET": true, "ADMIN_PASSWORD": true}
+
 var settings = []setting{
 	{"ADDR", "addr", ":8080", "listen address", str(func(c *Config) *string { return &c.Addr })},
 	{"DATABASE_URL", "database-url", "", "postgres://… or sqlite://PATH (default: embedded SQLite file batteryswap.db)", str(func(c *Config) *string { return &c.DatabaseURL })},
 	{"REDIS_URL", "redis-url", "", "redis://… for Redis pub/sub (default: in-process broker)", str(func(c *Config) *string { return &c.RedisURL })},
 	{"REDIS_PREFIX", "redis-prefix", "batteryswap:", "prefix of the Redis pub/sub channels (deployments sharing one Redis need different ones)", str(func(c *Config) *string { return &c.RedisPrefix })},
-	{"JWT_SECRET", "jwt-secret", "", "HMAC key for access tokens (default: random per start)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"JWT_SECRET", "jwt-secret", "", "HMAC key for access tokens, 16 bytes or more (default: random per start)", func(c *Config, v string) error {
+		if v != "" && len(v) < minSecretBytesAccepted {
+			return fmt.Errorf("is %d bytes: use 32 random bytes or more (openssl rand -hex 32); under %d is refused", len(v), minSecretBytesAccepted)
+		}
+		c.JWTSecret = v
+		return nil
+	}},
 	{"ADMIN_EMAIL", "admin-email", "", "bootstrap admin e-mail", str(func(c *Config) *string { return &c.AdminEmail })},
 	{"ADMIN_PASSWORD", "admin-password", "", "bootstrap admin password", str(func(c *Config) *string { return &c.AdminPassword })},
 	{"BOOKING_HOLD", "booking-hold", "15m", "how long a booking holds a battery", dur(func(c *Config) *time.Duration { return &c.BookingHold })},
@@ -100,8 +125,8 @@ var settings = []setting{
 		c.ReadyCharge = n
 		return nil
 	}},
-	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "keep-alive interval of idle streams", dur(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
-	{"HISTORY_RETENTION", "history-retention", "24h", "how long events are kept for resume", dur(func(c *Config) *time.Duration { return &c.HistoryRetention })},
+	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "keep-alive interval of idle streams (1s or more)", durAtLeast(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, time.Second)},
+	{"HISTORY_RETENTION", "history-retention", "24h", "how long events are kept for resume (1m or more)", durAtLeast(func(c *Config) *time.Duration { return &c.HistoryRetention }, time.Minute)},
 	{"AUTO_MIGRATE", "auto-migrate", "true", "serve applies pending migrations at start", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -155,6 +180,9 @@ func loadConfig(getenv func(string) string, flags map[string]*string) (Config, e
 			v = *f
 		}
 		if err := s.set(&c, v); err != nil {
+			if secretSettings[s.env] {
+				return c, fmt.Errorf("%s: %w", s.env, err)
+			}
 			return c, fmt.Errorf("%s=%q: %w", s.env, v, err)
 		}
 	}
