@@ -8,6 +8,7 @@ import (
 	"context"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -69,6 +70,10 @@ type Config struct {
 	// negative reads it on every request). A role change or a logout-all
 	// on another instance applies within it.
 	AccountCacheTTL time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for the
+	// client's address (per-address limits); nil trusts loopback only, an
+	// empty list no one.
+	TrustedProxies []*net.IPNet
 	// AllowedOrigins may open WebSockets and make credentialed CORS
 	// requests; empty means same origin only.
 	AllowedOrigins []string
@@ -127,6 +132,9 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	if cfg.AccountCacheTTL == 0 {
 		cfg.AccountCacheTTL = 5 * time.Second
 	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies = loopback
+	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 15 * time.Second
 	}
@@ -156,10 +164,7 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	}
 	s.drain, s.startDrain = context.WithCancel(context.Background())
 	e.HTTPErrorHandler = s.handleError
-	// Behind a proxy on a loopback or private address (nginx in compose),
-	// the client is the last untrusted address in X-Forwarded-For; a direct
-	// client's own address is used as is, so it cannot spoof the header.
-	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	e.IPExtractor = clientIP(cfg.TrustedProxies)
 
 	e.Pre(headAsGet)
 	e.Pre(middleware.RemoveTrailingSlashWithConfig(middleware.TrailingSlashConfig{

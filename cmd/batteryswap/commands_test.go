@@ -38,7 +38,8 @@ func TestConfigPrecedence(t *testing.T) {
 	}{
 		{name: "defaults", want: func(c Config) bool {
 			return c.Addr == ":8080" && c.BookingHold == 15*time.Minute && c.BookingWarn == 3*time.Minute && c.ReadyCharge == 80 &&
-				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == ""
+				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == "" &&
+				fmt.Sprint(c.TrustedProxies) == "[127.0.0.0/8 ::1/128]"
 		}},
 		{name: "environment", env: map[string]string{"ADDR": ":9000", "BOOKING_HOLD": "1m", "BOOKING_WARN": "20s", "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "AUTO_MIGRATE": "false"},
 			want: func(c Config) bool {
@@ -83,6 +84,13 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "a retention of a minute", env: map[string]string{"HISTORY_RETENTION": "1m"},
 			want: func(c Config) bool { return c.HistoryRetention == time.Minute }},
 		{name: "a negative duration", env: map[string]string{"SHUTDOWN_TIMEOUT": "-5s"}, err: "SHUTDOWN_TIMEOUT"},
+		{name: "trusted proxies", env: map[string]string{"TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.7,fd00::/8 "},
+			want: func(c Config) bool {
+				return fmt.Sprint(c.TrustedProxies) == "[10.0.0.0/8 192.168.1.7/32 fd00::/8]"
+			}},
+		{name: "no trusted proxies", flags: []string{"--trusted-proxies="},
+			want: func(c Config) bool { return c.TrustedProxies != nil && len(c.TrustedProxies) == 0 }},
+		{name: "a trusted proxy that is no address", env: map[string]string{"TRUSTED_PROXIES": "nginx"}, err: "TRUSTED_PROXIES"},
 		{name: "a JWT_SECRET of 15 bytes", env: map[string]string{"JWT_SECRET": "fifteen-bytes!!"}, err: "JWT_SECRET: is 15 bytes"},
 		{name: "a JWT_SECRET of 16 bytes", env: map[string]string{"JWT_SECRET": "sixteen-bytes!!!"},
 			want: func(c Config) bool { return c.JWTSecret == "sixteen-bytes!!!" }},

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -27,6 +28,7 @@ type Config struct {
 	HistoryRetention  time.Duration
 	AutoMigrate       bool
 	ShutdownTimeout   time.Duration
+	TrustedProxies    []*net.IPNet
 	AuthRateLimit     float64
 	BookingRateLimit  float64
 	MaxStreams        int
@@ -136,6 +138,20 @@ var settings = []setting{
 		return nil
 	}},
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long SIGTERM waits for in-flight requests", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"TRUSTED_PROXIES", "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-For is believed", func(c *Config, v string) error {
+		c.TrustedProxies = []*net.IPNet{} // empty: no one is trusted
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			n, err := parseCIDR(p)
+			if err != nil {
+				return err
+			}
+			c.TrustedProxies = append(c.TrustedProxies, n)
+		}
+		return nil
+	}},
 	{"AUTH_RATE_LIMIT", "auth-rate-limit", "5", "auth requests per second per client address (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.AuthRateLimit })},
 	{"BOOKING_RATE_LIMIT", "booking-rate-limit", "10", "booking writes per second per user (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.BookingRateLimit })},
 	{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "32", "open streams per user or address", intSetting(func(c *Config) *int { return &c.MaxStreams })},
@@ -246,4 +262,21 @@ func canonicalOrigin(o string) (string, error) {
 		}
 	}
 	return u.Scheme + "://" + host, nil
+}
+
+// parseCIDR reads a network in CIDR notation (10.0.0.0/8, fd00::/8) or a
+// single address (10.0.0.7, which means 10.0.0.7/32).
+func parseCIDR(s string) (*net.IPNet, error) {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		return n, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("%q is neither an address nor a CIDR like 10.0.0.0/8", s)
+	}
+	bits := 128
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 32
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
 }

@@ -149,7 +149,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	a.api = api.New(api.Config{
 		JWTSecret: secret, AllowedOrigins: cfg.AllowedOrigins, HeartbeatInterval: cfg.HeartbeatInterval,
 		AuthRateLimit: cfg.AuthRateLimit, BookingRateLimit: cfg.BookingRateLimit, MaxStreamsPerClient: cfg.MaxStreams,
-		Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
+		TrustedProxies: cfg.TrustedProxies, Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
 	}, a.store, a.hub, a.broker)
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),
