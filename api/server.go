@@ -70,6 +70,10 @@ type Config struct {
 	// negative reads it on every request). A role change or a logout-all
 	// on another instance applies within it.
 	AccountCacheTTL time.Duration
+	// RequestTimeout bounds the time a request's body may take to arrive
+	// (default 30s); past it the answer is 408 request_timeout. Streams,
+	// which have no body, are not affected.
+	RequestTimeout time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For is believed for the
 	// client's address (per-address limits); nil trusts loopback only, an
 	// empty list no one.
@@ -132,6 +136,9 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	if cfg.AccountCacheTTL == 0 {
 		cfg.AccountCacheTTL = 5 * time.Second
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	if cfg.TrustedProxies == nil {
 		cfg.TrustedProxies = loopback
 	}
@@ -166,6 +173,7 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = clientIP(cfg.TrustedProxies)
 
+	e.Pre(s.bodyDeadline)
 	e.Pre(headAsGet)
 	e.Pre(middleware.RemoveTrailingSlashWithConfig(middleware.TrailingSlashConfig{
 		Skipper: func(c echo.Context) bool { return c.Request().URL.Path == "/" },

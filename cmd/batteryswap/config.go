@@ -28,6 +28,7 @@ type Config struct {
 	HistoryRetention  time.Duration
 	AutoMigrate       bool
 	ShutdownTimeout   time.Duration
+	RequestTimeout    time.Duration
 	TrustedProxies    []*net.IPNet
 	AuthRateLimit     float64
 	BookingRateLimit  float64
@@ -138,6 +139,7 @@ var settings = []setting{
 		return nil
 	}},
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long SIGTERM waits for in-flight requests", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"REQUEST_TIMEOUT", "request-timeout", "30s", "how long a request's body may take to arrive (408 after; streams are not affected)", dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 	{"TRUSTED_PROXIES", "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-For is believed", func(c *Config, v string) error {
 		c.TrustedProxies = []*net.IPNet{} // empty: no one is trusted
 		for _, p := range strings.Split(v, ",") {

@@ -149,13 +149,13 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	a.api = api.New(api.Config{
 		JWTSecret: secret, AllowedOrigins: cfg.AllowedOrigins, HeartbeatInterval: cfg.HeartbeatInterval,
 		AuthRateLimit: cfg.AuthRateLimit, BookingRateLimit: cfg.BookingRateLimit, MaxStreamsPerClient: cfg.MaxStreams,
-		TrustedProxies: cfg.TrustedProxies, Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
+		TrustedProxies: cfg.TrustedProxies, RequestTimeout: cfg.RequestTimeout, Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
 	}, a.store, a.hub, a.broker)
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
@@ -264,8 +264,12 @@ func (a *app) expireLoop(ctx context.Context) {
 	}
 }
 
+// maxHeaderBytes bounds a request's header; over it, the answer is 431
+// headers_too_large (api.Listener makes it JSON).
+const maxHeaderBytes = 64 << 10
+
 func (a *app) serve(ln net.Listener) error {
-	err := a.http.Serve(ln)
+	err := a.http.Serve(api.Listener(ln, maxHeaderBytes))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
