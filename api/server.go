@@ -78,6 +78,9 @@ type Config struct {
 	// client's address (per-address limits); nil trusts loopback only, an
 	// empty list no one.
 	TrustedProxies []*net.IPNet
+	// SeparateMetrics leaves /metrics out of Handler: it is served on its
+	// own listener (MetricsHandler, METRICS_ADDR).
+	SeparateMetrics bool
 	// AllowedOrigins may open WebSockets and make credentialed CORS
 	// requests; empty means same origin only.
 	AllowedOrigins []string

@@ -39,7 +39,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "defaults", want: func(c Config) bool {
 			return c.Addr == ":8080" && c.BookingHold == 15*time.Minute && c.BookingWarn == 3*time.Minute && c.ReadyCharge == 80 &&
 				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == "" &&
-				c.RequestTimeout == 30*time.Second && fmt.Sprint(c.TrustedProxies) == "[127.0.0.0/8 ::1/128]"
+				c.RequestTimeout == 30*time.Second && c.MetricsAddr == "" && fmt.Sprint(c.TrustedProxies) == "[127.0.0.0/8 ::1/128]"
 		}},
 		{name: "environment", env: map[string]string{"ADDR": ":9000", "BOOKING_HOLD": "1m", "BOOKING_WARN": "20s", "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "AUTO_MIGRATE": "false"},
 			want: func(c Config) bool {
@@ -91,6 +91,7 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "no trusted proxies", flags: []string{"--trusted-proxies="},
 			want: func(c Config) bool { return c.TrustedProxies != nil && len(c.TrustedProxies) == 0 }},
 		{name: "a trusted proxy that is no address", env: map[string]string{"TRUSTED_PROXIES": "nginx"}, err: "TRUSTED_PROXIES"},
+		{name: "metrics on the main address", env: map[string]string{"ADDR": ":9000", "METRICS_ADDR": ":9000"}, err: "METRICS_ADDR"},
 		{name: "a zero request timeout", env: map[string]string{"REQUEST_TIMEOUT": "0s"}, err: "REQUEST_TIMEOUT"},
 		{name: "a request timeout", env: map[string]string{"REQUEST_TIMEOUT": "5s"},
 			want: func(c Config) bool { return c.RequestTimeout == 5*time.Second }},

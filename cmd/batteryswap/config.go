@@ -30,6 +30,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	RequestTimeout    time.Duration
 	TrustedProxies    []*net.IPNet
+	MetricsAddr       string
 	AuthRateLimit     float64
 	BookingRateLimit  float64
 	MaxStreams        int
@@ -154,6 +155,7 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"METRICS_ADDR", "metrics-addr", "", "listen address for /metrics alone (default: /metrics on ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"AUTH_RATE_LIMIT", "auth-rate-limit", "5", "auth requests per second per client address (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.AuthRateLimit })},
 	{"BOOKING_RATE_LIMIT", "booking-rate-limit", "10", "booking writes per second per user (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.BookingRateLimit })},
 	{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "32", "open streams per user or address", intSetting(func(c *Config) *int { return &c.MaxStreams })},
@@ -203,6 +205,9 @@ func loadConfig(getenv func(string) string, flags map[string]*string) (Config, e
 			}
 			return c, fmt.Errorf("%s=%q: %w", s.env, v, err)
 		}
+	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+		return c, fmt.Errorf("METRICS_ADDR=%s is ADDR: leave it empty to serve /metrics on ADDR, or give it a listener of its own", c.MetricsAddr)
 	}
 	if c.BookingWarn >= c.BookingHold {
 		// Every booking would be warned the moment it is made.

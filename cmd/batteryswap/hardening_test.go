@@ -18,10 +18,10 @@ import (
 // served is `batteryswap serve` running in this process as main runs it:
 // configured from the environment, stopped by its context (SIGTERM).
 type served struct {
-	addr string
-	logs *syncBuffer
-	stop context.CancelFunc
-	done chan error
+	addr, metricsAddr string
+	logs              *syncBuffer
+	stop              context.CancelFunc
+	done              chan error
 }
 
 // serveEnv starts `serve` on a fresh SQLite file with env added to a test
@@ -60,6 +60,9 @@ func serveEnv(t *testing.T, env map[string]string) *served {
 		}
 		return m != nil
 	})
+	if m := regexp.MustCompile(`metrics_addr=(\S+)`).FindStringSubmatch(s.logs.String()); m != nil {
+		s.metricsAddr = m[1]
+	}
 	return s
 }
 
@@ -178,6 +181,36 @@ func TestSlowBodyTimesOutAndDoesNotHoldUpShutdown(t *testing.T) {
 	res, body = tr.answer(t)
 	if res.StatusCode != http.StatusRequestTimeout || errorCode(body) != "request_timeout" {
 		t.Fatalf("trickled body during shutdown: %d %v, want 408 request_timeout", res.StatusCode, body)
+	}
+}
+
+// With METRICS_ADDR, /metrics is served there and only there.
+func TestMetricsOnTheirOwnListener(t *testing.T) {
+	s := serveEnv(t, map[string]string{"METRICS_ADDR": "127.0.0.1:0"})
+	if s.metricsAddr == "" || s.metricsAddr == s.addr {
+		t.Fatalf("metrics address %q (main %q); logs:\n%s", s.metricsAddr, s.addr, s.logs)
+	}
+	var body map[string]any
+	if st := call(t, "GET", "http://"+s.addr+"/metrics", "", nil, &body); st != http.StatusNotFound || errorCode(body) != "not_found" {
+		t.Fatalf("/metrics on ADDR: %d %v, want 404 not_found", st, body)
+	}
+	res, err := http.Get("http://" + s.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(text), "batteryswap_http_request_duration_seconds") {
+		t.Fatalf("/metrics on METRICS_ADDR: %d\n%.300s", res.StatusCode, text)
+	}
+	if st := call(t, "GET", "http://"+s.metricsAddr+"/api/v1/stations", "", nil, nil); st != http.StatusNotFound {
+		t.Fatalf("the API on METRICS_ADDR: %d, want 404", st)
+	}
+	if err := s.sigterm(t, 15*time.Second); err != nil {
+		t.Fatalf("serve with METRICS_ADDR after SIGTERM: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", s.metricsAddr, time.Second); err == nil {
+		t.Fatal("the metrics listener is still open after SIGTERM")
 	}
 }
 
