@@ -167,7 +167,8 @@ func HashPassword(password string, cost int) (string, error) {
 // deployment (aud: the database's DeploymentID) and with which token
 // version of the account (ver). The role is not taken from it: each
 // request reads the account (accounts), so a token whose account is gone,
-// signed out everywhere or demoted stops working within seconds.
+// signed out everywhere or given another role stops working within seconds
+// (a role change raises the token version too).
 //
 // Role is still signed in, for the instances of the version before tokens
 // were bound (which authorise by it) during a rolling upgrade; this

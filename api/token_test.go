@@ -109,10 +109,11 @@ func TestLogoutAll(t *testing.T) {
 	})
 }
 
-// The role comes from the account, not the token: an operator demoted
-// keeps signing in as a rider, and their token loses the operator's rights
-// (within the account cache's lifetime); one promoted gains them.
-func TestRoleIsReadFromTheAccount(t *testing.T) {
+// A role change ends the account's tokens (CONTRACT §3), within the account
+// cache's lifetime: a demoted operator's token no longer writes as an
+// operator, and their next sign-in is a rider's; a promoted rider signs in
+// again to act as one. (A token's role claim is never believed: TestMe.)
+func TestRoleChangeEndsTheTokens(t *testing.T) {
 	eachDialect(t, func(t *testing.T, e *apiEnv) {
 		admin, adminID := e.newAdmin(t)
 		create := func(tok string) response {
@@ -120,38 +121,40 @@ func TestRoleIsReadFromTheAccount(t *testing.T) {
 				"name": fmt.Sprintf("Station %d", e.next()), "address": "1 Main St", "latitude": 1, "longitude": 2,
 			})
 		}
+		setRole := func(id int64, role models.Role) string {
+			u, err := e.store.FindUserByID(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.SetUserRole(context.Background(), u.Email, role); err != nil {
+				t.Fatal(err)
+			}
+			return u.Email
+		}
 		create(admin).want(t, http.StatusCreated)
-		u, err := e.store.FindUserByID(context.Background(), adminID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.store.SetUserRole(context.Background(), u.Email, models.RoleUser); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "the demoted admin's token refused an admin write", func() bool {
+		email := setRole(adminID, models.RoleUser)
+		eventually(t, "the demoted admin's token refused", func() bool {
 			r := create(admin)
 			if r.Status == http.StatusCreated {
 				return false
 			}
-			wantError(t, r, http.StatusForbidden, "forbidden")
+			wantError(t, r, http.StatusUnauthorized, "unauthorized")
 			return true
 		})
-		if role := str(t, e.do(t, http.MethodGet, "/api/v1/me", admin, nil).want(t, http.StatusOK).Body, "role"); role != "user" {
+		again := str(t, e.login(t, email, testPassword).want(t, http.StatusOK).Body, "token")
+		wantError(t, create(again), http.StatusForbidden, "forbidden")
+		if role := str(t, e.do(t, http.MethodGet, "/api/v1/me", again, nil).want(t, http.StatusOK).Body, "role"); role != "user" {
 			t.Fatalf("me.role = %q after the demotion, want user", role)
 		}
 
 		rider, riderID := e.newUser(t)
 		wantError(t, create(rider), http.StatusForbidden, "forbidden")
-		r, err := e.store.FindUserByID(context.Background(), riderID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.store.SetUserRole(context.Background(), r.Email, models.RoleAdmin); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, "the promoted rider's token allowed an admin write", func() bool {
-			return create(rider).Status == http.StatusCreated
+		email = setRole(riderID, models.RoleAdmin)
+		eventually(t, "the promoted rider's old token refused", func() bool {
+			return e.do(t, http.MethodGet, "/api/v1/me", rider, nil).Status == http.StatusUnauthorized
 		})
+		promoted := str(t, e.login(t, email, testPassword).want(t, http.StatusOK).Body, "token")
+		create(promoted).want(t, http.StatusCreated)
 	})
 }
 

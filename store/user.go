@@ -92,8 +92,14 @@ func (s *Store) ensureAdmin(ctx context.Context, email, name, passwordHash strin
 			return err
 		}
 		was = models.Role(r.Role)
+		change := map[string]any{"role": string(models.RoleAdmin), "password_hash": passwordHash}
+		if was != models.RoleAdmin {
+			// A promotion is a role change: the rider's tokens end (SetUserRole).
+			change["token_version"] = gorm.Expr("token_version + 1")
+			r.TokenVersion++
+		}
 		r.Role, r.PasswordHash = string(models.RoleAdmin), passwordHash
-		if err := tx.Model(&userRow{}).Where("id = ?", r.ID).Updates(map[string]any{"role": r.Role, "password_hash": r.PasswordHash}).Error; err != nil {
+		if err := tx.Model(&userRow{}).Where("id = ?", r.ID).Updates(change).Error; err != nil {
 			return err
 		}
 		out = r.model()
@@ -127,9 +133,10 @@ func (s *Store) BumpTokenVersion(ctx context.Context, id int64) error {
 }
 
 // SetUserRole gives the account of an e-mail address a role and returns it
-// (not_found for an unknown address). Tokens carry no role that is trusted:
-// each request reads it from the account, so the change applies to the
-// account's existing tokens too, within the API's short account cache.
+// (not_found for an unknown address). A change of role also raises the
+// token version: the account's tokens stop working (within the API's short
+// account cache) and its next sign-in carries the new role. Giving an
+// account the role it has changes nothing.
 func (s *Store) SetUserRole(ctx context.Context, email string, role models.Role) (*models.User, error) {
 	if !role.Valid() {
 		return nil, models.ValidationError(map[string]string{"role": "must be user or admin"})
@@ -140,10 +147,14 @@ func (s *Store) SetUserRole(ctx context.Context, email string, role models.Role)
 		if err := tx.Where("email = ?", models.NormalizeEmail(email)).Take(&r).Error; err != nil {
 			return err
 		}
-		if err := tx.Model(&userRow{}).Where("id = ?", r.ID).Update("role", string(role)).Error; err != nil {
-			return err
+		if r.Role != string(role) {
+			if err := tx.Model(&userRow{}).Where("id = ?", r.ID).
+				Updates(map[string]any{"role": string(role), "token_version": gorm.Expr("token_version + 1")}).Error; err != nil {
+				return err
+			}
+			r.Role = string(role)
+			r.TokenVersion++
 		}
-		r.Role = string(role)
 		out = r.model()
 		return nil
 	})

@@ -35,7 +35,7 @@ func TestDeploymentID(t *testing.T) {
 }
 
 // Accounts start at a random token version, logout-all's bump raises it
-// by one, and a role change applies to the account.
+// by one, and so does a change of role.
 func TestTokenVersionAndRole(t *testing.T) {
 	eachDialect(t, func(t *testing.T, f *fixture) {
 		a, b := f.user("a@example.com"), f.user("b@example.com")
@@ -58,12 +58,27 @@ func TestTokenVersionAndRole(t *testing.T) {
 		}
 		wantCode(t, f.s.BumpTokenVersion(f.ctx, a.ID+1000), models.CodeNotFound)
 
+		// A role change ends the account's tokens; the same role changes nothing.
 		u, err := f.s.SetUserRole(f.ctx, "B@example.com", models.RoleAdmin)
-		if err != nil || u.ID != b.ID || u.Role != models.RoleAdmin {
-			t.Fatalf("set role: %+v, %v", u, err)
+		if err != nil || u.ID != b.ID || u.Role != models.RoleAdmin || u.TokenVersion != b.TokenVersion+1 {
+			t.Fatalf("set role: %+v, %v; want admin at version %d", u, err, b.TokenVersion+1)
 		}
-		if got, _ := f.s.FindUserByID(f.ctx, b.ID); got.Role != models.RoleAdmin {
-			t.Fatalf("role %q after the change, want admin", got.Role)
+		if got, _ := f.s.FindUserByID(f.ctx, b.ID); got.Role != models.RoleAdmin || got.TokenVersion != b.TokenVersion+1 {
+			t.Fatalf("after the change: %+v, want admin at version %d", got, b.TokenVersion+1)
+		}
+		if u, err := f.s.SetUserRole(f.ctx, "b@example.com", models.RoleAdmin); err != nil || u.TokenVersion != b.TokenVersion+1 {
+			t.Fatalf("the same role again: %+v, %v; want the version unchanged", u, err)
+		}
+		// So does the bootstrap admin's promotion of an existing rider, and
+		// only that: its restarts change nothing.
+		c := f.user("c@example.com")
+		for range 2 {
+			if _, _, err := f.s.EnsureAdmin(f.ctx, "c@example.com", "C", "hash"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, _ := f.s.FindUserByID(f.ctx, c.ID); got.Role != models.RoleAdmin || got.TokenVersion != c.TokenVersion+1 {
+			t.Fatalf("promoted by EnsureAdmin twice: %+v, want admin at version %d", got, c.TokenVersion+1)
 		}
 		_, err = f.s.SetUserRole(f.ctx, "nobody@example.com", models.RoleUser)
 		wantCode(t, err, models.CodeNotFound)

@@ -180,9 +180,9 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-// setRole gives an account a role. Its tokens carry no role the server
-// trusts (each request reads the account), so a demoted admin's tokens lose
-// admin rights within seconds, on every instance.
+// setRole gives an account a role. A change of role ends the account's
+// tokens on every instance within seconds; its next sign-in carries the
+// new role.
 func setRole(ctx context.Context, cfg Config, email string, role models.Role, stdout io.Writer) error {
 	if email == "" || !role.Valid() {
 		return errors.New(usersUsage)
@@ -199,7 +199,7 @@ func setRole(ctx context.Context, cfg Config, email string, role models.Role, st
 	if err != nil {
 		return describe(err)
 	}
-	fmt.Fprintf(stdout, "user %d <%s> now has role %s\n", u.ID, u.Email, u.Role)
+	fmt.Fprintf(stdout, "user %d <%s> now has role %s; tokens signed before a change stop working within seconds\n", u.ID, u.Email, u.Role)
 	return nil
 }
 

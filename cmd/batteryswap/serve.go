@@ -264,7 +264,7 @@ func (a *app) ensureAdmin(ctx context.Context) error {
 		return fmt.Errorf("bootstrap admin: %w", err)
 	}
 	if was != "" && was != models.RoleAdmin {
-		a.log.Warn("ADMIN_EMAIL names an existing account: it is now an admin, and its password is ADMIN_PASSWORD", "user_id", u.ID, "was", was)
+		a.log.Warn("ADMIN_EMAIL names an existing account: it is now an admin, its password is ADMIN_PASSWORD, and its earlier tokens stop working", "user_id", u.ID, "was", was)
 	}
 	a.log.Info("bootstrap admin ready", "user_id", u.ID)
 	return nil
