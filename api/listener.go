@@ -24,8 +24,8 @@ func Listener(ln net.Listener, maxHeaderBytes int) net.Listener {
 }
 
 // plain431 is net/http's own answer to a header over MaxHeaderBytes
-// (net/http/server.go, conn.serve); listener_test.go notices if a new Go
-// version changes it.
+// (net/http/server.go, conn.serve); TestOversizedHeaderAnswersJSON fails if
+// a new Go version changes it.
 const plain431 = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large"
 
 func headersTooLargeAnswer(maxHeaderBytes int) []byte {
