@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ func (s *Server) registerAuthRoutes(g *echo.Group) {
 	g.POST("/auth/register", s.handleRegister, limit)
 	g.POST("/auth/login", s.handleLogin, limit)
 	g.POST("/auth/logout", s.handleLogout, s.requireUser)
+	g.POST("/auth/logout-all", s.handleLogoutAll, s.requireUser)
 	g.GET("/me", s.handleMe, s.requireUser)
 }
 
@@ -112,7 +114,7 @@ func dummyHashFor(cost int) []byte {
 // to the proxy that terminates TLS for it (X-Forwarded-Proto: https). A
 // client that claims https over plain HTTP only loses its own cookie.
 func (s *Server) issue(c echo.Context, status int, u *models.User) error {
-	tok, exp, err := s.signToken(u)
+	tok, exp, err := s.signToken(c.Request().Context(), u)
 	if err != nil {
 		return err
 	}
@@ -126,21 +128,30 @@ func (s *Server) handleLogout(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
+// handleLogoutAll ends every token of the caller, on every instance: the
+// account's token version goes up, and a token carries the version it was
+// signed with. This instance forgets the account at once; the others read
+// it again within the account cache's lifetime.
+func (s *Server) handleLogoutAll(c echo.Context) error {
+	u := currentUser(c)
+	if err := s.store.BumpTokenVersion(c.Request().Context(), u.ID); err != nil {
+		return err
+	}
+	s.accounts.forget(u.ID)
+	s.clearCookie(c)
+	return c.NoContent(http.StatusNoContent)
+}
+
 // clearCookie tells the browser to drop the session cookie.
 func (s *Server) clearCookie(c echo.Context) {
 	c.SetCookie(&http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https"})
 }
 
+// handleMe answers the caller's account, as authenticate read it (at most
+// the account cache's lifetime ago).
 func (s *Server) handleMe(c echo.Context) error {
-	u, err := s.store.FindUserByID(c.Request().Context(), currentUser(c).ID)
-	if models.IsCode(err, models.CodeNotFound) {
-		return models.Errorf(models.CodeUnauthorized, "the account of this token no longer exists")
-	}
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, u)
+	return c.JSON(http.StatusOK, currentUser(c))
 }
 
 // HashPassword hashes a password with bcrypt at cost (default cost when 0).
@@ -152,20 +163,33 @@ func HashPassword(password string, cost int) (string, error) {
 	return string(h), err
 }
 
-// tokenClaims are what an access token says: who (sub) and with which role.
-// Requests are authorised from the signed claims alone, without a database
-// read; accounts are never deleted or demoted by the API, and a token lives
-// TokenTTL.
+// tokenClaims are what an access token says: who (sub), for which
+// deployment (aud: the database's DeploymentID) and with which token
+// version of the account (ver). The role is not taken from it: each
+// request reads the account (accounts), so a token whose account is gone,
+// signed out everywhere or given another role stops working within seconds
+// (a role change raises the token version too).
+//
+// Role is still signed in, for the instances of the version before tokens
+// were bound (which authorise by it) during a rolling upgrade; this
+// version ignores it.
 type tokenClaims struct {
-	Role models.Role `json:"role"`
+	Role    models.Role `json:"role"`
+	Version int64       `json:"ver"`
 	jwt.RegisteredClaims
 }
 
-func (s *Server) signToken(u *models.User) (string, time.Time, error) {
-	exp := time.Now().Add(s.cfg.TokenTTL)
-	claims := tokenClaims{Role: u.Role, RegisteredClaims: jwt.RegisteredClaims{
+func (s *Server) signToken(ctx context.Context, u *models.User) (string, time.Time, error) {
+	dep, err := s.deployment.get(ctx)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := time.Now()
+	exp := now.Add(s.cfg.TokenTTL)
+	claims := tokenClaims{Role: u.Role, Version: u.TokenVersion, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   strconv.FormatInt(u.ID, 10),
-		IssuedAt:  jwt.NewNumericDate(time.Now()),
+		Audience:  jwt.ClaimStrings{dep},
+		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
 		Issuer:    "batteryswap",
 	}}
@@ -174,49 +198,80 @@ func (s *Server) signToken(u *models.User) (string, time.Time, error) {
 }
 
 // authenticate resolves the request's user from its access token: the
-// Authorization header, then the session cookie, then the access_token query
-// parameter (EventSource and WebSocket cannot set headers). It returns
-// (nil, nil) when the request carries none, unauthorized when the token it
-// presents is bad.
+// Authorization header, then the session cookie, then, on stream routes
+// only, the access_token query parameter (EventSource and WebSocket cannot
+// set headers). It returns (nil, nil) when the request carries none,
+// unauthorized when the token it presents is bad.
 //
 // A session cookie that no longer verifies (signed with a rotated or, by
-// default, per-start JWT_SECRET, or expired) is not the caller's choice: the
-// browser keeps sending it. It counts as no token, so public routes still
-// answer, and the response clears it, so a browser recovers by itself.
+// default, per-start JWT_SECRET, expired, or signed out everywhere) is not
+// the caller's choice: the browser keeps sending it. It counts as no
+// token, so public routes still answer, and the response clears it, so a
+// browser recovers by itself.
+//
+// A token in a URL ends up in proxy logs, browser history and Referer
+// headers, so REST routes refuse it (401, saying where the token goes)
+// rather than ignore it: a client that relies on it learns at once.
 func (s *Server) authenticate(c echo.Context) (*models.User, error) {
 	r := c.Request()
+	ctx := r.Context()
 	if h := r.Header.Get(echo.HeaderAuthorization); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 			return nil, models.Errorf(models.CodeUnauthorized, "the Authorization header must be \"Bearer TOKEN\"")
 		}
-		return s.verify(strings.TrimSpace(tok))
+		return s.verify(ctx, strings.TrimSpace(tok))
 	}
 	if ck, err := r.Cookie(CookieName); err == nil && ck.Value != "" {
-		if u, err := s.verify(ck.Value); err == nil {
+		u, err := s.verify(ctx, ck.Value)
+		if err == nil {
 			return u, nil
+		}
+		if !models.IsCode(err, models.CodeUnauthorized) {
+			return nil, err // the database, not the cookie: the cookie may be good
 		}
 		s.clearCookie(c)
 	}
 	if tok := r.URL.Query().Get("access_token"); tok != "" {
-		return s.verify(tok)
+		if !isStreamPath(r.URL.Path) {
+			return nil, models.Errorf(models.CodeUnauthorized,
+				"the access_token query parameter is accepted on stream routes only; send the token in an Authorization: Bearer header")
+		}
+		return s.verify(ctx, tok)
 	}
 	return nil, nil
 }
 
-// verify checks a token's signature, expiry and issuer and returns its user.
-func (s *Server) verify(raw string) (*models.User, error) {
+// verify checks a token's signature, expiry, issuer and deployment, then
+// its account: the account must exist and have the token's version. It
+// returns the account, whose role is what the request may do.
+func (s *Server) verify(ctx context.Context, raw string) (*models.User, error) {
+	dep, err := s.deployment.get(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var claims tokenClaims
-	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(), jwt.WithIssuer("batteryswap"))
+	_, err = jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return s.cfg.JWTSecret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), jwt.WithExpirationRequired(),
+		jwt.WithIssuer("batteryswap"), jwt.WithAudience(dep))
 	if err != nil {
 		return nil, models.Errorf(models.CodeUnauthorized, "the access token is invalid or expired")
 	}
 	id, err := strconv.ParseInt(claims.Subject, 10, 64)
-	if err != nil || id <= 0 || !claims.Role.Valid() {
+	if err != nil || id <= 0 {
 		return nil, models.Errorf(models.CodeUnauthorized, "the access token is invalid")
 	}
-	return &models.User{ID: id, Role: claims.Role}, nil
+	u, err := s.accounts.get(ctx, id)
+	if models.IsCode(err, models.CodeNotFound) {
+		return nil, models.Errorf(models.CodeUnauthorized, "the account of this token no longer exists")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.TokenVersion != claims.Version {
+		return nil, models.Errorf(models.CodeUnauthorized, "the access token was revoked (signed out everywhere); sign in again")
+	}
+	return u, nil
 }
 
 // optionalUser attaches the caller when a valid token is present.

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -268,7 +269,8 @@ func TestMe(t *testing.T) {
 			{name: "bearer", given: tok, when: []string{""}, wantID: uid, wantRol: "user"},
 			{name: "admin", given: admin, when: []string{""}, wantID: adminID, wantRol: "admin"},
 			{name: "cookie", when: []string{"", "Cookie", "bs_token=" + tok}, wantID: uid, wantRol: "user"},
-			{name: "query parameter", when: []string{"?access_token=" + tok}, wantID: uid, wantRol: "user"},
+			// A REST route refuses a token in the URL (stream routes only).
+			{name: "query parameter", when: []string{"?access_token=" + tok}},
 			{name: "no token", when: []string{""}},
 			{name: "garbage bearer", given: "garbage", when: []string{""}},
 			{name: "garbage cookie", when: []string{"", "Cookie", "bs_token=garbage"}},
@@ -276,11 +278,17 @@ func TestMe(t *testing.T) {
 			{name: "not a bearer scheme", when: []string{"", "Authorization", "Basic " + tok}},
 			{name: "bearer scheme in lower case", when: []string{"", "Authorization", "bearer " + tok}, wantID: uid, wantRol: "user"},
 			{name: "bearer without a token", when: []string{"", "Authorization", "Bearer "}},
-			{name: "stale cookie, good query parameter", when: []string{"?access_token=" + tok, "Cookie", "bs_token=garbage"}, wantID: uid, wantRol: "user"},
-			{name: "expired", given: signToken(t, "test", uid, -time.Minute), when: []string{""}},
-			{name: "other secret", given: signToken(t, "other", uid, time.Hour), when: []string{""}},
-			{name: "unknown user", given: signToken(t, "test", uid+1000, time.Hour), when: []string{""}},
-			{name: "valid token of this user", given: signToken(t, "test", uid, time.Hour), when: []string{""}, wantID: uid, wantRol: "user"},
+			{name: "stale cookie, good query parameter", when: []string{"?access_token=" + tok, "Cookie", "bs_token=garbage"}},
+			{name: "good cookie, stray query parameter", when: []string{"?access_token=garbage", "Cookie", "bs_token=" + tok}, wantID: uid, wantRol: "user"},
+			{name: "expired", given: e.forge(t, "test", uid, -time.Minute, nil), when: []string{""}},
+			{name: "other secret", given: e.forge(t, "other", uid, time.Hour, nil), when: []string{""}},
+			{name: "unknown user", given: e.forge(t, "test", uid+1000, time.Hour, nil), when: []string{""}},
+			{name: "valid token of this user", given: e.forge(t, "test", uid, time.Hour, nil), when: []string{""}, wantID: uid, wantRol: "user"},
+			{name: "no audience", given: e.forge(t, "test", uid, time.Hour, map[string]any{"aud": nil}), when: []string{""}},
+			{name: "another deployment", given: e.forge(t, "test", uid, time.Hour, map[string]any{"aud": "another-deployment"}), when: []string{""}},
+			{name: "no token version", given: e.forge(t, "test", uid, time.Hour, map[string]any{"ver": nil}), when: []string{""}},
+			{name: "another token version", given: e.forge(t, "test", uid, time.Hour, map[string]any{"ver": 12345}), when: []string{""}},
+			{name: "a role claim is not believed", given: e.forge(t, "test", uid, time.Hour, map[string]any{"role": "admin"}), when: []string{""}, wantID: uid, wantRol: "user"},
 			{name: "alg none", given: unsignedToken(t, uid), when: []string{""}},
 			{name: "tampered", given: tamper(tok), when: []string{""}},
 		}
@@ -313,7 +321,7 @@ func TestMe(t *testing.T) {
 // the browser recovers by itself; routes that need a user still answer 401.
 func TestStaleSessionCookie(t *testing.T) {
 	e := newAPIEnv(t, "sqlite", nil)
-	stale := "bs_token=" + signToken(t, "a secret of before the restart", 1, time.Hour)
+	stale := "bs_token=" + e.forge(t, "a secret of before the restart", 1, time.Hour, nil)
 	for _, tc := range []struct {
 		method, path string
 		want         int
@@ -347,14 +355,32 @@ func cookie(t *testing.T, r response, name string) *http.Cookie {
 	return nil
 }
 
-// signToken makes an access token like the server's, with a chosen secret
-// and lifetime (negative: already expired).
-func signToken(t *testing.T, secret string, userID int64, ttl time.Duration) string {
+// forge makes an access token like the server's for a user of e, with a
+// chosen secret and lifetime (negative: already expired): its audience is
+// e's deployment and its version the account's, unless change replaces a
+// claim (nil removes it). An unknown user gets version 0.
+func (e *apiEnv) forge(t *testing.T, secret string, userID int64, ttl time.Duration, change map[string]any) string {
 	t.Helper()
+	ctx := context.Background()
+	dep, err := e.store.DeploymentID(ctx)
+	if err != nil {
+		t.Fatalf("deployment id: %v", err)
+	}
+	var ver int64
+	if u, err := e.store.FindUserByID(ctx, userID); err == nil {
+		ver = u.TokenVersion
+	}
 	now := time.Now()
 	claims := jwt.MapClaims{
-		"sub": strconv.FormatInt(userID, 10), "iss": "batteryswap", "role": "user",
+		"sub": strconv.FormatInt(userID, 10), "iss": "batteryswap", "aud": dep, "ver": ver, "role": "user",
 		"iat": now.Add(-2 * time.Hour).Unix(), "exp": now.Add(ttl).Unix(),
+	}
+	for k, v := range change {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 	if err != nil {

@@ -35,6 +35,9 @@ func bindJSON(c echo.Context, dst any, optional bool) error {
 		if errors.As(err, &mbe) || errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
 			return models.Errorf(models.CodePayloadTooLarge, "request body is larger than 1 MiB")
 		}
+		if bodyTimedOut(err) {
+			return errBodyTimeout(c)
+		}
 		return errInvalid("could not read the request body")
 	}
 	if len(body) > maxBody {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,7 +39,8 @@ func (s *Server) handleBookingCreate(c echo.Context) error {
 	}
 	key := strings.TrimSpace(c.Request().Header.Get("Idempotency-Key"))
 	if len(key) > models.MaxIdempotencyKeyLength {
-		return models.ValidationError(map[string]string{"Idempotency-Key": "must be at most 200 characters"})
+		// A header is bytes (RFC 9110 §5.5), so the limit is counted in bytes.
+		return models.ValidationError(map[string]string{"Idempotency-Key": fmt.Sprintf("must be at most %d bytes", models.MaxIdempotencyKeyLength)})
 	}
 	b, replayed, err := s.store.CreateBooking(c.Request().Context(), currentUser(c).ID, *req.StationID, key)
 	s.metrics.booking(err, replayed)

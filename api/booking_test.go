@@ -3,6 +3,7 @@ package api_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -279,6 +280,19 @@ func TestBookingIdempotency(t *testing.T) {
 				tt.want(t, e.do(t, http.MethodPost, "/api/v1/bookings", tt.given, map[string]any{"station_id": sid}, "Idempotency-Key", key))
 			})
 		}
+
+		t.Run("the key's limit counts bytes, as its message says", func(t *testing.T) {
+			// 200 bytes in 68 characters: within the limit, so the booking
+			// rule answers (this user already holds one).
+			r := e.do(t, http.MethodPost, "/api/v1/bookings", tok, map[string]any{"station_id": sid}, "Idempotency-Key", strings.Repeat("€", 66)+"ab")
+			wantError(t, r, http.StatusConflict, "active_booking_exists")
+			// 201 bytes in 67 characters: over it.
+			r = e.do(t, http.MethodPost, "/api/v1/bookings", tok, map[string]any{"station_id": sid}, "Idempotency-Key", strings.Repeat("€", 67))
+			wantFields(t, r, "Idempotency-Key")
+			if msg := r.Body["error"].(map[string]any)["fields"].(map[string]any)["Idempotency-Key"]; msg != "must be at most 200 bytes" {
+				t.Fatalf("message %q, want it to say bytes", msg)
+			}
+		})
 
 		t.Run("nothing more was booked", func(t *testing.T) {
 			if c := e.counts(t, sid); c != (counts{0, 2, 0, 2}) {

@@ -31,6 +31,8 @@ var statusOf = map[models.Code]int{
 	models.CodeConflict:            http.StatusConflict,
 	models.CodeIdempotencyMismatch: http.StatusConflict,
 	models.CodePayloadTooLarge:     http.StatusRequestEntityTooLarge,
+	models.CodeRequestTimeout:      http.StatusRequestTimeout,
+	models.CodeHeadersTooLarge:     http.StatusRequestHeaderFieldsTooLarge,
 	models.CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
 	models.CodeValidationFailed:    http.StatusUnprocessableEntity,
 	models.CodeRateLimited:         http.StatusTooManyRequests,
@@ -41,15 +43,17 @@ var statusOf = map[models.Code]int{
 // codeOfStatus classifies Echo's own errors (unknown route, wrong method,
 // body limit) into the contract's codes.
 var codeOfStatus = map[int]models.Code{
-	http.StatusBadRequest:            models.CodeInvalidRequest,
-	http.StatusUnauthorized:          models.CodeUnauthorized,
-	http.StatusForbidden:             models.CodeForbidden,
-	http.StatusNotFound:              models.CodeNotFound,
-	http.StatusMethodNotAllowed:      models.CodeMethodNotAllowed,
-	http.StatusRequestEntityTooLarge: models.CodePayloadTooLarge,
-	http.StatusUnsupportedMediaType:  models.CodeUnsupportedMedia,
-	http.StatusTooManyRequests:       models.CodeRateLimited,
-	http.StatusServiceUnavailable:    models.CodeServiceUnavailable,
+	http.StatusBadRequest:                  models.CodeInvalidRequest,
+	http.StatusUnauthorized:                models.CodeUnauthorized,
+	http.StatusForbidden:                   models.CodeForbidden,
+	http.StatusNotFound:                    models.CodeNotFound,
+	http.StatusMethodNotAllowed:            models.CodeMethodNotAllowed,
+	http.StatusRequestTimeout:              models.CodeRequestTimeout,
+	http.StatusRequestEntityTooLarge:       models.CodePayloadTooLarge,
+	http.StatusRequestHeaderFieldsTooLarge: models.CodeHeadersTooLarge,
+	http.StatusUnsupportedMediaType:        models.CodeUnsupportedMedia,
+	http.StatusTooManyRequests:             models.CodeRateLimited,
+	http.StatusServiceUnavailable:          models.CodeServiceUnavailable,
 }
 
 type errorBody struct {

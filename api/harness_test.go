@@ -29,11 +29,12 @@ const testPassword = "correct horse battery"
 
 // apiEnv is one running server on a fresh, migrated database.
 type apiEnv struct {
-	url    string
-	store  *store.Store
-	broker *stream.MemoryBroker
-	client *http.Client
-	seq    atomic.Int64 // makes e-mails, names and serials unique per env
+	url     string
+	handler http.Handler // the server's, to serve it again in another way
+	store   *store.Store
+	broker  *stream.MemoryBroker
+	client  *http.Client
+	seq     atomic.Int64 // makes e-mails, names and serials unique per env
 }
 
 // eachDialect runs fn once per database dialect, each on its own server
@@ -69,7 +70,7 @@ func newAPIEnv(t *testing.T, dialect string, tune func(*api.Config)) *apiEnv {
 	srv := api.New(cfg, st, hub, broker)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &apiEnv{url: ts.URL, store: st, broker: broker, client: ts.Client()}
+	return &apiEnv{url: ts.URL, handler: srv.Handler(), store: st, broker: broker, client: ts.Client()}
 }
 
 // response is one HTTP answer. Body is the decoded JSON object (numbers as

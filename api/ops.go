@@ -15,10 +15,19 @@ func (s *Server) registerOpsRoutes() {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.echo.GET("/readyz", s.handleReady)
-	s.echo.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	if !s.cfg.SeparateMetrics {
+		s.echo.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
+	}
 	s.echo.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", s.cfg.OpenAPI)
 	})
+}
+
+// MetricsHandler serves the Prometheus metrics of Config.Registry. Handler
+// serves it at /metrics unless Config.SeparateMetrics puts it on a
+// listener of its own (METRICS_ADDR), one that only the scraper reaches.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})
 }
 
 // handleReady answers 200 when the database and the broker answer, else 503

@@ -8,6 +8,7 @@ import (
 	"context"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -25,6 +26,8 @@ type Store interface {
 	CreateUser(ctx context.Context, email, name, passwordHash string, role models.Role) (*models.User, error)
 	FindUserByEmail(ctx context.Context, email string) (*models.User, error)
 	FindUserByID(ctx context.Context, id int64) (*models.User, error)
+	BumpTokenVersion(ctx context.Context, id int64) error
+	DeploymentID(ctx context.Context) (string, error)
 
 	ListStations(ctx context.Context, p models.Page) ([]models.Station, error)
 	AllStations(ctx context.Context) ([]models.Station, error)
@@ -62,6 +65,22 @@ type Config struct {
 	JWTSecret []byte
 	// TokenTTL is how long an access token is valid (default 24h).
 	TokenTTL time.Duration
+	// AccountCacheTTL is how long the account a token names (its role and
+	// token version) is reused before it is read again (default 5s;
+	// negative reads it on every request). A role change or a logout-all
+	// on another instance applies within it.
+	AccountCacheTTL time.Duration
+	// RequestTimeout bounds the time a request's body may take to arrive
+	// (default 30s); past it the answer is 408 request_timeout. Streams,
+	// which have no body, are not affected.
+	RequestTimeout time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For is believed for the
+	// client's address (per-address limits); nil trusts loopback only, an
+	// empty list no one.
+	TrustedProxies []*net.IPNet
+	// SeparateMetrics leaves /metrics out of Handler: it is served on its
+	// own listener (MetricsHandler, METRICS_ADDR).
+	SeparateMetrics bool
 	// AllowedOrigins may open WebSockets and make credentialed CORS
 	// requests; empty means same origin only.
 	AllowedOrigins []string
@@ -97,6 +116,9 @@ type Server struct {
 	log     *slog.Logger
 	metrics *httpMetrics
 	streams *streamLimiter
+	// accounts and deployment bind tokens to their account and database.
+	accounts   *accounts
+	deployment *deployment
 	// dummyHash is checked on logins of unknown accounts (see handleLogin).
 	dummyHash []byte
 
@@ -117,6 +139,15 @@ type Server struct {
 func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = 24 * time.Hour
+	}
+	if cfg.AccountCacheTTL == 0 {
+		cfg.AccountCacheTTL = 5 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.TrustedProxies == nil {
+		cfg.TrustedProxies = loopback
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = 15 * time.Second
@@ -141,13 +172,15 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	s := &Server{echo: e, store: st, hub: hub, broker: broker, cfg: cfg, log: cfg.Logger,
 		metrics: newHTTPMetrics(cfg.Registry), streams: newStreamLimiter(cfg.MaxStreamsPerClient),
 		dummyHash: dummyHashFor(cfg.BcryptCost)}
+	if st != nil {
+		s.accounts = newAccounts(st.FindUserByID, cfg.AccountCacheTTL, maxCachedAccounts)
+		s.deployment = &deployment{read: st.DeploymentID}
+	}
 	s.drain, s.startDrain = context.WithCancel(context.Background())
 	e.HTTPErrorHandler = s.handleError
-	// Behind a proxy on a loopback or private address (nginx in compose),
-	// the client is the last untrusted address in X-Forwarded-For; a direct
-	// client's own address is used as is, so it cannot spoof the header.
-	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	e.IPExtractor = clientIP(cfg.TrustedProxies)
 
+	e.Pre(s.bodyDeadline)
 	e.Pre(headAsGet)
 	e.Pre(middleware.RemoveTrailingSlashWithConfig(middleware.TrailingSlashConfig{
 		Skipper: func(c echo.Context) bool { return c.Request().URL.Path == "/" },
@@ -173,6 +206,9 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	s.registerWebRoutes()
 	return s
 }
+
+// maxCachedAccounts bounds the account cache (accounts).
+const maxCachedAccounts = 1 << 16
 
 // Handler is the server as an http.Handler.
 func (s *Server) Handler() http.Handler { return s.echo }

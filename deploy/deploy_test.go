@@ -289,6 +289,7 @@ var checks = []check{
 	{"compose/dependencies", checkDependencies},
 	{"compose/drain", checkDrain},
 	{"compose/nginx-service", checkNginxService},
+	{"compose/trusted-proxies", checkTrustedProxies},
 	{"nginx/upstream", checkUpstream},
 	{"nginx/streams", checkStreamLocations},
 	{"nginx/api", checkAPILocations},
@@ -623,6 +624,44 @@ func checkNginxService(m *model) []string {
 		container := p[strings.LastIndex(p, ":")+1:]
 		if !listen[container] {
 			out = append(out, fmt.Sprintf("service nginx: publishes container port %s, but nginx.conf listens on %v", container, sortedKeys(listen)))
+		}
+	}
+	return out
+}
+
+// checkTrustedProxies: nginx has a fixed address, and every app trusts it
+// (TRUSTED_PROXIES, or its default) for X-Forwarded-For: else the apps
+// would see every client as nginx and count them all as one in the
+// per-address limits.
+func checkTrustedProxies(m *model) []string {
+	svc, ok := m.services["nginx"]
+	if !ok {
+		return nil // reported by compose/nginx-service
+	}
+	var nginx net.IP
+	for _, addr := range svc.Networks {
+		if ip := net.ParseIP(addr); ip != nil {
+			nginx = ip
+		}
+	}
+	if nginx == nil {
+		return []string{"service nginx: no fixed ipv4_address on its network, so the apps cannot trust it for X-Forwarded-For (TRUSTED_PROXIES)"}
+	}
+	var out []string
+	for _, name := range m.appServices() {
+		v, ok := m.services[name].Environment["TRUSTED_PROXIES"]
+		if !ok {
+			v = m.settings["TRUSTED_PROXIES"]
+		}
+		trusted := false
+		for _, p := range strings.Split(resolved(v), ",") {
+			p = strings.TrimSpace(p)
+			if _, n, err := net.ParseCIDR(p); err == nil && n.Contains(nginx) || net.ParseIP(p).Equal(nginx) {
+				trusted = true
+			}
+		}
+		if !trusted {
+			out = append(out, fmt.Sprintf("service %s: TRUSTED_PROXIES %q does not hold nginx's address %s", name, v, nginx))
 		}
 	}
 	return out
@@ -1229,6 +1268,40 @@ type composeService struct {
 	StopGracePeriod string         `yaml:"stop_grace_period"`
 	Volumes         []string       `yaml:"volumes"` // short syntax
 	Ports           []string       `yaml:"ports"`   // short syntax
+	Networks        composeNets    `yaml:"networks"`
+}
+
+// composeNets is a service's networks: a list of names, or a mapping of
+// names to their settings (a fixed ipv4_address); the fixed addresses are
+// kept.
+type composeNets map[string]string
+
+func (n *composeNets) UnmarshalYAML(node *yaml.Node) error {
+	*n = composeNets{}
+	if node.Kind == yaml.SequenceNode {
+		var names []string
+		if err := node.Decode(&names); err != nil {
+			return err
+		}
+		for _, name := range names {
+			(*n)[name] = ""
+		}
+		return nil
+	}
+	var m map[string]*struct {
+		IPv4 string `yaml:"ipv4_address"`
+	}
+	if err := node.Decode(&m); err != nil {
+		return err
+	}
+	for name, v := range m {
+		if v != nil {
+			(*n)[name] = v.IPv4
+		} else {
+			(*n)[name] = ""
+		}
+	}
+	return nil
 }
 
 type composeHealth struct {

@@ -82,6 +82,8 @@ func validateSerial(f map[string]string, field, s string) {
 		f[field] = "is required"
 	} else if longer(s, 100) {
 		f[field] = "must be at most 100 characters"
+	} else if why := singleLineText(s); why != "" {
+		f[field] = why
 	}
 }
 

@@ -51,7 +51,7 @@ type Booking struct {
 	ReturnedBatteryID *int64        `json:"returned_battery_id"`
 }
 
-// MaxIdempotencyKeyLength bounds the Idempotency-Key header.
+// MaxIdempotencyKeyLength bounds the Idempotency-Key header, in bytes.
 const MaxIdempotencyKeyLength = 200
 
 // ReturnPack is the depleted pack a rider hands in when collecting.

@@ -34,6 +34,8 @@ const (
 	CodeServiceUnavailable  Code = "service_unavailable"
 	CodeInternal            Code = "internal"
 	CodeIdempotencyMismatch Code = "idempotency_key_reused"
+	CodeRequestTimeout      Code = "request_timeout"
+	CodeHeadersTooLarge     Code = "headers_too_large"
 )
 
 // Error is the domain error: a stable code, a sentence for people and, for

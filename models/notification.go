@@ -51,6 +51,8 @@ func (in *NotificationInput) Validate() error {
 		f["message"] = "is required"
 	} else if longer(in.Message, 2000) {
 		f["message"] = "must be at most 2000 characters"
+	} else if why := multiLineText(in.Message); why != "" {
+		f["message"] = why
 	}
 	if in.Level == "" {
 		f["level"] = "is required"

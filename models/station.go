@@ -97,14 +97,18 @@ func (p *StationPatch) Validate() error {
 	if p.Status != nil && !p.Status.Valid() {
 		f["status"] = "must be open, closed or maintenance"
 	}
-	if p.Message != nil && longer(*p.Message, 1000) {
-		f["message"] = "must be at most 1000 characters"
+	if p.Message != nil {
+		if longer(*p.Message, 1000) {
+			f["message"] = "must be at most 1000 characters"
+		} else if why := multiLineText(*p.Message); why != "" {
+			f["message"] = why
+		}
 	}
 	return ValidationError(f)
 }
 
-// checkText trims *s and records in f why it is not a text of 1 to max
-// characters: empty says what a blank one lacks.
+// checkText trims *s and records in f why it is not a one-line text of 1
+// to max characters: empty says what a blank one lacks.
 func checkText(f map[string]string, field string, s *string, max int, empty string) {
 	*s = strings.TrimSpace(*s)
 	switch {
@@ -112,6 +116,10 @@ func checkText(f map[string]string, field string, s *string, max int, empty stri
 		f[field] = empty
 	case longer(*s, max):
 		f[field] = fmt.Sprintf("must be at most %d characters", max)
+	default:
+		if why := singleLineText(*s); why != "" {
+			f[field] = why
+		}
 	}
 }
 

@@ -34,6 +34,13 @@ type User struct {
 	Role         Role      `json:"role"`
 	PasswordHash string    `json:"-"`
 	CreatedAt    time.Time `json:"created_at"`
+
+	// TokenVersion is signed into every access token of the account; a
+	// token with another one is refused, so raising it (logout-all) ends
+	// every token issued before. It starts at a random value, so that an
+	// id given again to another account (a restore of an older backup)
+	// does not make the earlier account's tokens valid for the new one.
+	TokenVersion int64 `json:"-"`
 }
 
 // IsAdmin reports whether u is an operator.
@@ -61,6 +68,8 @@ func ValidateRegistration(email, password, name string) error {
 		f["name"] = "is required"
 	} else if longer(name, 200) {
 		f["name"] = "must be at most 200 characters"
+	} else if why := singleLineText(name); why != "" {
+		f["name"] = why
 	}
 	return ValidationError(f)
 }

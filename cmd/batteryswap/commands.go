@@ -122,20 +122,27 @@ func readSecretLine(r io.Reader) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
+const usersUsage = "usage: batteryswap users create --email E --password P [--name N] [--admin]\n" +
+	"       batteryswap users set-role --email E --role user|admin"
+
 func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var email, password, name string
+	var email, password, name, role string
 	var admin bool
-	cfg, words, err := parse("users create", args, getenv, stderr, 1, func(fs *flag.FlagSet) {
+	cfg, words, err := parse("users", args, getenv, stderr, 1, func(fs *flag.FlagSet) {
 		fs.StringVar(&email, "email", "", "e-mail address (required)")
-		fs.StringVar(&password, "password", "", "password, 8+ characters (required); - reads it from the first line of standard input, out of ps and shell history")
-		fs.StringVar(&name, "name", "", "display name (default: the part of the e-mail before @)")
-		fs.BoolVar(&admin, "admin", false, "make the user an admin")
+		fs.StringVar(&password, "password", "", "create: password, 8+ characters (required); - reads it from the first line of standard input, out of ps and shell history")
+		fs.StringVar(&name, "name", "", "create: display name (default: the part of the e-mail before @)")
+		fs.BoolVar(&admin, "admin", false, "create: make the user an admin")
+		fs.StringVar(&role, "role", "", "set-role: user or admin")
 	})
 	if err != nil {
 		return err
 	}
+	if len(words) == 1 && words[0] == "set-role" {
+		return setRole(ctx, cfg, email, models.Role(role), stdout)
+	}
 	if len(words) != 1 || words[0] != "create" {
-		return fmt.Errorf("usage: batteryswap users create --email E --password P [--name N] [--admin]")
+		return errors.New(usersUsage)
 	}
 	if password == "-" {
 		if password, err = readSecretLine(stdin); err != nil {
@@ -161,15 +168,38 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	role := models.RoleUser
+	newRole := models.RoleUser
 	if admin {
-		role = models.RoleAdmin
+		newRole = models.RoleAdmin
 	}
-	u, err := s.CreateUser(ctx, email, name, hash, role)
+	u, err := s.CreateUser(ctx, email, name, hash, newRole)
 	if err != nil {
 		return describe(err)
 	}
 	fmt.Fprintf(stdout, "created user %d <%s>, role %s\n", u.ID, u.Email, u.Role)
+	return nil
+}
+
+// setRole gives an account a role. A change of role ends the account's
+// tokens on every instance within seconds; its next sign-in carries the
+// new role.
+func setRole(ctx context.Context, cfg Config, email string, role models.Role, stdout io.Writer) error {
+	if email == "" || !role.Valid() {
+		return errors.New(usersUsage)
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := migrated(ctx, s, cfg); err != nil {
+		return err
+	}
+	u, err := s.SetUserRole(ctx, email, role)
+	if err != nil {
+		return describe(err)
+	}
+	fmt.Fprintf(stdout, "user %d <%s> now has role %s; tokens signed before a change stop working within seconds\n", u.ID, u.Email, u.Role)
 	return nil
 }
 

@@ -38,7 +38,8 @@ func TestConfigPrecedence(t *testing.T) {
 	}{
 		{name: "defaults", want: func(c Config) bool {
 			return c.Addr == ":8080" && c.BookingHold == 15*time.Minute && c.BookingWarn == 3*time.Minute && c.ReadyCharge == 80 &&
-				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == ""
+				c.HeartbeatInterval == 15*time.Second && c.HistoryRetention == 24*time.Hour && c.AutoMigrate && c.DatabaseURL == "" && c.RedisURL == "" &&
+				c.RequestTimeout == 30*time.Second && c.MetricsAddr == "" && fmt.Sprint(c.TrustedProxies) == "[127.0.0.0/8 ::1/128]"
 		}},
 		{name: "environment", env: map[string]string{"ADDR": ":9000", "BOOKING_HOLD": "1m", "BOOKING_WARN": "20s", "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "AUTO_MIGRATE": "false"},
 			want: func(c Config) bool {
@@ -75,6 +76,28 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "every origin", env: map[string]string{"ALLOWED_ORIGINS": "*"},
 			want: func(c Config) bool { return slices.Equal(c.AllowedOrigins, []string{"*"}) }},
 		{name: "bad log format", flags: []string{"--log-format", "xml"}, err: "LOG_FORMAT"},
+		{name: "a heartbeat of a nanosecond", env: map[string]string{"HEARTBEAT_INTERVAL": "1ns"}, err: "HEARTBEAT_INTERVAL"},
+		{name: "a heartbeat under a second", env: map[string]string{"HEARTBEAT_INTERVAL": "999ms"}, err: "HEARTBEAT_INTERVAL"},
+		{name: "a heartbeat of a second", env: map[string]string{"HEARTBEAT_INTERVAL": "1s"},
+			want: func(c Config) bool { return c.HeartbeatInterval == time.Second }},
+		{name: "a retention under a minute", env: map[string]string{"HISTORY_RETENTION": "59s"}, err: "HISTORY_RETENTION"},
+		{name: "a retention of a minute", env: map[string]string{"HISTORY_RETENTION": "1m"},
+			want: func(c Config) bool { return c.HistoryRetention == time.Minute }},
+		{name: "a negative duration", env: map[string]string{"SHUTDOWN_TIMEOUT": "-5s"}, err: "SHUTDOWN_TIMEOUT"},
+		{name: "trusted proxies", env: map[string]string{"TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.7,fd00::/8 "},
+			want: func(c Config) bool {
+				return fmt.Sprint(c.TrustedProxies) == "[10.0.0.0/8 192.168.1.7/32 fd00::/8]"
+			}},
+		{name: "no trusted proxies", flags: []string{"--trusted-proxies="},
+			want: func(c Config) bool { return c.TrustedProxies != nil && len(c.TrustedProxies) == 0 }},
+		{name: "a trusted proxy that is no address", env: map[string]string{"TRUSTED_PROXIES": "nginx"}, err: "TRUSTED_PROXIES"},
+		{name: "metrics on the main address", env: map[string]string{"ADDR": ":9000", "METRICS_ADDR": ":9000"}, err: "METRICS_ADDR"},
+		{name: "a zero request timeout", env: map[string]string{"REQUEST_TIMEOUT": "0s"}, err: "REQUEST_TIMEOUT"},
+		{name: "a request timeout", env: map[string]string{"REQUEST_TIMEOUT": "5s"},
+			want: func(c Config) bool { return c.RequestTimeout == 5*time.Second }},
+		{name: "a JWT_SECRET of 15 bytes", env: map[string]string{"JWT_SECRET": "fifteen-bytes!!"}, err: "JWT_SECRET: is 15 bytes"},
+		{name: "a JWT_SECRET of 16 bytes", env: map[string]string{"JWT_SECRET": "sixteen-bytes!!!"},
+			want: func(c Config) bool { return c.JWTSecret == "sixteen-bytes!!!" }},
 		{name: "log settings in any case", env: map[string]string{"LOG_LEVEL": "WARN", "LOG_FORMAT": "JSON"},
 			want: func(c Config) bool { return c.LogLevel == "warn" && c.LogFormat == "json" }},
 	}
@@ -84,6 +107,9 @@ func TestConfigPrecedence(t *testing.T) {
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.err)
+				}
+				if secret := tt.env["JWT_SECRET"]; secret != "" && strings.Contains(err.Error(), secret) {
+					t.Fatalf("the error repeats the secret: %v", err)
 				}
 				return
 			}
@@ -156,6 +182,31 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	err = run(ctx, []string{"users", "create", "--email", "x@example.com", "--password", "short"}, env, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "password") {
 		t.Fatalf("short password: %v", err)
+	}
+	// An operator demotes and promotes accounts (their tokens follow within
+	// seconds: the API reads the role from the account).
+	out.Reset()
+	if err := run(ctx, []string{"users", "set-role", "--email", "OP@example.com", "--role", "user"}, env, &out, &errb); err != nil ||
+		!strings.Contains(out.String(), "op@example.com> now has role user") {
+		t.Fatalf("users set-role: %v %q", err, out.String())
+	}
+	for _, args := range [][]string{{"users", "set-role", "--email", "op@example.com", "--role", "root"}, {"users", "set-role", "--role", "admin"}} {
+		if err := run(ctx, args, env, &out, &errb); err == nil || !strings.Contains(err.Error(), "usage") {
+			t.Fatalf("%q: %v, want the usage", args, err)
+		}
+	}
+	if err := run(ctx, []string{"users", "set-role", "--email", "nobody@example.com", "--role", "admin"}, env, &out, &errb); err == nil ||
+		!strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("users set-role of an unknown address: %v", err)
+	}
+	s, err = store.Open(ctx, db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err = s.FindUserByEmail(ctx, "op@example.com")
+	s.Close()
+	if err != nil || u.Role != models.RoleUser {
+		t.Fatalf("op@example.com after set-role: %+v, %v", u, err)
 	}
 	err = run(ctx, []string{"broadcast", "--station-id", "7"}, env, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "not_found") {

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -27,6 +28,9 @@ type Config struct {
 	HistoryRetention  time.Duration
 	AutoMigrate       bool
 	ShutdownTimeout   time.Duration
+	RequestTimeout    time.Duration
+	TrustedProxies    []*net.IPNet
+	MetricsAddr       string
 	AuthRateLimit     float64
 	BookingRateLimit  float64
 	MaxStreams        int
@@ -59,22 +63,47 @@ func oneOf(dst func(*Config) *string, allowed ...string) func(*Config, string) e
 }
 
 func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return durAtLeast(dst, 0)
+}
+
+// durAtLeast accepts a positive duration of at least least: below it, the
+// setting would make the server work against itself (a heartbeat every
+// nanosecond floods every stream; a retention of a nanosecond deletes
+// events before a client can resume from them).
+func durAtLeast(dst func(*Config) *time.Duration, least time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("must be a positive Go duration like 15m")
+		}
+		if d < least {
+			return fmt.Errorf("must be at least %s", least)
 		}
 		*dst(c) = d
 		return nil
 	}
 }
 
+// minSecretBytesAccepted is the shortest JWT_SECRET accepted at all: a
+// shorter HMAC key can be found from one token by trying keys offline.
+const minSecretBytesAccepted = 16
+
+// secretSettings are the settings whose value an error message must not
+// repeat: it would reach a terminal, a log or a CI transcript.
+var secretSettings = map[string]bool{"JWT_SECRET": true, "ADMIN_PASSWORD": true}
+
 var settings = []setting{
 	{"ADDR", "addr", ":8080", "listen address", str(func(c *Config) *string { return &c.Addr })},
 	{"DATABASE_URL", "database-url", "", "postgres://… or sqlite://PATH (default: embedded SQLite file batteryswap.db)", str(func(c *Config) *string { return &c.DatabaseURL })},
 	{"REDIS_URL", "redis-url", "", "redis://… for Redis pub/sub (default: in-process broker)", str(func(c *Config) *string { return &c.RedisURL })},
 	{"REDIS_PREFIX", "redis-prefix", "batteryswap:", "prefix of the Redis pub/sub channels (deployments sharing one Redis need different ones)", str(func(c *Config) *string { return &c.RedisPrefix })},
-	{"JWT_SECRET", "jwt-secret", "", "HMAC key for access tokens (default: random per start)", str(func(c *Config) *string { return &c.JWTSecret })},
+	{"JWT_SECRET", "jwt-secret", "", "HMAC key for access tokens, 16 bytes or more (default: random per start)", func(c *Config, v string) error {
+		if v != "" && len(v) < minSecretBytesAccepted {
+			return fmt.Errorf("is %d bytes: use 32 random bytes or more (openssl rand -hex 32); under %d is refused", len(v), minSecretBytesAccepted)
+		}
+		c.JWTSecret = v
+		return nil
+	}},
 	{"ADMIN_EMAIL", "admin-email", "", "bootstrap admin e-mail", str(func(c *Config) *string { return &c.AdminEmail })},
 	{"ADMIN_PASSWORD", "admin-password", "", "bootstrap admin password", str(func(c *Config) *string { return &c.AdminPassword })},
 	{"BOOKING_HOLD", "booking-hold", "15m", "how long a booking holds a battery", dur(func(c *Config) *time.Duration { return &c.BookingHold })},
@@ -100,8 +129,8 @@ var settings = []setting{
 		c.ReadyCharge = n
 		return nil
 	}},
-	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "keep-alive interval of idle streams", dur(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
-	{"HISTORY_RETENTION", "history-retention", "24h", "how long events are kept for resume", dur(func(c *Config) *time.Duration { return &c.HistoryRetention })},
+	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "keep-alive interval of idle streams (1s or more)", durAtLeast(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, time.Second)},
+	{"HISTORY_RETENTION", "history-retention", "24h", "how long events are kept for resume (1m or more)", durAtLeast(func(c *Config) *time.Duration { return &c.HistoryRetention }, time.Minute)},
 	{"AUTO_MIGRATE", "auto-migrate", "true", "serve applies pending migrations at start", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -111,6 +140,22 @@ var settings = []setting{
 		return nil
 	}},
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long SIGTERM waits for in-flight requests", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"REQUEST_TIMEOUT", "request-timeout", "30s", "how long a request's body may take to arrive (408 after; streams are not affected)", dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
+	{"TRUSTED_PROXIES", "trusted-proxies", "127.0.0.0/8,::1/128", "comma-separated CIDRs (or addresses) of the proxies whose X-Forwarded-For is believed", func(c *Config, v string) error {
+		c.TrustedProxies = []*net.IPNet{} // empty: no one is trusted
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			n, err := parseCIDR(p)
+			if err != nil {
+				return err
+			}
+			c.TrustedProxies = append(c.TrustedProxies, n)
+		}
+		return nil
+	}},
+	{"METRICS_ADDR", "metrics-addr", "", "listen address for /metrics alone (default: /metrics on ADDR)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"AUTH_RATE_LIMIT", "auth-rate-limit", "5", "auth requests per second per client address (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.AuthRateLimit })},
 	{"BOOKING_RATE_LIMIT", "booking-rate-limit", "10", "booking writes per second per user (burst 4x; -1 disables)", floatSetting(func(c *Config) *float64 { return &c.BookingRateLimit })},
 	{"MAX_STREAMS_PER_CLIENT", "max-streams-per-client", "32", "open streams per user or address", intSetting(func(c *Config) *int { return &c.MaxStreams })},
@@ -155,8 +200,14 @@ func loadConfig(getenv func(string) string, flags map[string]*string) (Config, e
 			v = *f
 		}
 		if err := s.set(&c, v); err != nil {
+			if secretSettings[s.env] {
+				return c, fmt.Errorf("%s: %w", s.env, err)
+			}
 			return c, fmt.Errorf("%s=%q: %w", s.env, v, err)
 		}
+	}
+	if c.MetricsAddr != "" && c.MetricsAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+		return c, fmt.Errorf("METRICS_ADDR=%s is ADDR: leave it empty to serve /metrics on ADDR, or give it a listener of its own", c.MetricsAddr)
 	}
 	if c.BookingWarn >= c.BookingHold {
 		// Every booking would be warned the moment it is made.
@@ -218,4 +269,21 @@ func canonicalOrigin(o string) (string, error) {
 		}
 	}
 	return u.Scheme + "://" + host, nil
+}
+
+// parseCIDR reads a network in CIDR notation (10.0.0.0/8, fd00::/8) or a
+// single address (10.0.0.7, which means 10.0.0.7/32).
+func parseCIDR(s string) (*net.IPNet, error) {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		return n, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("%q is neither an address nor a CIDR like 10.0.0.0/8", s)
+	}
+	bits := 128
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 32
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
 }

@@ -36,6 +36,7 @@ Usage:
                                               publish a test inventory_update
   batteryswap watch URL                       follow a live stream, one JSON line per event
   batteryswap users create --email E --password P [--name N] [--admin]
+  batteryswap users set-role --email E --role user|admin
 
 serve, migrate, broadcast and users take the configuration flags (run
 "batteryswap serve -h" to list them); watch takes its own ("watch -h").

@@ -46,12 +46,29 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		a.close()
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			a.close()
+			return fmt.Errorf("listen on METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+		}
+		go func() { serveErr <- a.serveMetrics(mln) }()
+		a.log.Info("metrics on "+mln.Addr().String()+"/metrics", "metrics_addr", mln.Addr().String())
+	}
 	go func() { serveErr <- a.serve(ln) }()
 	a.log.Info("listening on "+ln.Addr().String(), "addr", ln.Addr().String(), "database", a.store.Dialect(), "broker", a.brokerName())
 	select {
 	case err := <-serveErr:
-		a.close()
+		// A listener failed: the instance stops as a whole, the other
+		// listener too.
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		_ = a.shutdown(sctx)
+		if err == nil {
+			err = errors.New("a listener closed")
+		}
 		return err
 	case <-ctx.Done():
 	}
@@ -77,6 +94,8 @@ type app struct {
 	hub    *stream.Hub
 	api    *api.Server
 	http   *http.Server
+	// metrics serves /metrics alone when METRICS_ADDR is set.
+	metrics *http.Server
 
 	stopBG context.CancelFunc
 	bg     sync.WaitGroup
@@ -149,14 +168,21 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	a.api = api.New(api.Config{
 		JWTSecret: secret, AllowedOrigins: cfg.AllowedOrigins, HeartbeatInterval: cfg.HeartbeatInterval,
 		AuthRateLimit: cfg.AuthRateLimit, BookingRateLimit: cfg.BookingRateLimit, MaxStreamsPerClient: cfg.MaxStreams,
+		RequestTimeout: cfg.RequestTimeout, TrustedProxies: cfg.TrustedProxies, SeparateMetrics: cfg.MetricsAddr != "",
 		Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
 	}, a.store, a.hub, a.broker)
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.api.MetricsHandler())
+		a.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: cfg.RequestTimeout,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	}
 
 	bg, stop := context.WithCancel(context.Background())
@@ -238,7 +264,7 @@ func (a *app) ensureAdmin(ctx context.Context) error {
 		return fmt.Errorf("bootstrap admin: %w", err)
 	}
 	if was != "" && was != models.RoleAdmin {
-		a.log.Warn("ADMIN_EMAIL names an existing account: it is now an admin, and its password is ADMIN_PASSWORD", "user_id", u.ID, "was", was)
+		a.log.Warn("ADMIN_EMAIL names an existing account: it is now an admin, its password is ADMIN_PASSWORD, and its earlier tokens stop working", "user_id", u.ID, "was", was)
 	}
 	a.log.Info("bootstrap admin ready", "user_id", u.ID)
 	return nil
@@ -264,8 +290,21 @@ func (a *app) expireLoop(ctx context.Context) {
 	}
 }
 
+// maxHeaderBytes bounds a request's header; over it, the answer is 431
+// headers_too_large (api.Listener makes it JSON).
+const maxHeaderBytes = 64 << 10
+
 func (a *app) serve(ln net.Listener) error {
-	err := a.http.Serve(ln)
+	err := a.http.Serve(api.Listener(ln, maxHeaderBytes))
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveMetrics serves /metrics on ln (METRICS_ADDR).
+func (a *app) serveMetrics(ln net.Listener) error {
+	err := a.metrics.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -280,6 +319,11 @@ func (a *app) shutdown(ctx context.Context) error {
 	a.api.Drain()
 	a.hub.Close()
 	err := a.http.Shutdown(ctx)
+	if a.metrics != nil {
+		// Scraped until the main listener is done, then closed: a scrape
+		// in flight is of no use to anyone once the process exits.
+		_ = a.metrics.Close()
+	}
 	a.close()
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

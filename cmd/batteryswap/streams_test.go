@@ -47,7 +47,7 @@ func readLine(t *testing.T, r *bufio.Reader) string {
 }
 
 func TestSSEWireFormatAndHeartbeat(t *testing.T) {
-	in := singleInstance(t, map[string]string{"HEARTBEAT_INTERVAL": "50ms"})
+	in := singleInstance(t, map[string]string{"HEARTBEAT_INTERVAL": "1s"}) // the shortest accepted
 	setup(t, in, in.app.store)
 	resp, r := rawSSE(t, in.url+"/stream/stations", nil)
 	for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
@@ -298,13 +298,14 @@ func TestLogsCarryRequestIDsButNoSecrets(t *testing.T) {
 	}
 }
 
-// TestShortJWTSecretWarns: a JWT_SECRET under 32 bytes starts, with a
-// warning that says why and how to make a good one.
+// TestShortJWTSecretWarns: a JWT_SECRET of 16 to 31 bytes starts, with a
+// warning that says why and how to make a good one (under 16 is refused:
+// TestConfigPrecedence).
 func TestShortJWTSecretWarns(t *testing.T) {
 	for _, tt := range []struct {
 		secret string
 		warned bool
-	}{{"short", true}, {strings.Repeat("k", 32), false}} {
+	}{{strings.Repeat("k", 16), true}, {strings.Repeat("k", 31), true}, {strings.Repeat("k", 32), false}} {
 		cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
 		cfg.JWTSecret, cfg.LogLevel = tt.secret, "warn"
 		logs := &syncBuffer{}
