@@ -145,6 +145,7 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 	// The bufio.ReadWriter is dropped: a stream never reads the request
 	// body, and its writes go straight to conn. Echo must not write either.
 	res.Committed = true
+	conn = bareConn(conn)
 	if req.delivery == stream.DeliverLatest {
 		latestSendBuffer(conn)
 	}
@@ -167,6 +168,20 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 	s.cfg.StreamMetrics.StreamOpened(req.transport)
 	go l.run(intro)
 	return true, nil
+}
+
+// bareConn returns the connection under the server's own wrapper
+// (Listener), which only ever rewrites a 431, so that a stream's batches
+// reach a TCP socket in one writev: net.Buffers writes buffer by buffer to
+// any other net.Conn. A TLS connection stays as it is.
+func bareConn(conn net.Conn) net.Conn {
+	switch c := conn.(type) {
+	case *jsonErrorConn:
+		return c.Conn
+	case *jsonErrorSocket:
+		return c.Conn
+	}
+	return conn
 }
 
 // latestSendBuffer keeps the socket's send buffer of a delivery=latest

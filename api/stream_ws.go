@@ -232,6 +232,7 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	c = bareConn(c)
 	if h.latest {
 		latestSendBuffer(c)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"slices"
 	"testing"
@@ -47,5 +48,37 @@ func TestHeldConnSendsABatchInOneWrite(t *testing.T) {
 	want := [][]byte{[]byte("direct"), []byte("onetwothree")}
 	if !slices.EqualFunc(under.writes, want, bytes.Equal) {
 		t.Fatalf("writes %q, want %q", under.writes, want)
+	}
+}
+
+// A hijacked stream writes to the bare socket under the server's Listener,
+// whose wrapper would turn each writev into a write per frame; a TLS
+// connection is never unwrapped.
+func TestBareConnUnwrapsOnlyTheListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := Listener(ln, 1<<20)
+	t.Cleanup(func() { wrapped.Close() })
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	c, err := wrapped.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*net.TCPConn); ok {
+		t.Fatal("the Listener no longer wraps: this test checks nothing")
+	}
+	if _, ok := bareConn(c).(*net.TCPConn); !ok {
+		t.Fatalf("bareConn(%T) = %T, want *net.TCPConn", c, bareConn(c))
+	}
+	tc := tls.Server(c, &tls.Config{})
+	if got := bareConn(tc); got != net.Conn(tc) {
+		t.Fatalf("bareConn unwrapped a TLS connection to %T", got)
 	}
 }
