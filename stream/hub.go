@@ -79,6 +79,12 @@ type Hub struct {
 	// It is also where a catch-up after a broker reconnect starts.
 	seen   atomic.Int64
 	primed atomic.Bool
+	// floor is the highest outbox head read for a topic's first
+	// subscriber: heads never go below it, since that subscriber already
+	// started there (its snapshot holds every event up to it). Unlike seen
+	// it may pass events still on their way to the hub, so a catch-up
+	// never starts from it.
+	floor atomic.Int64
 	// gens numbers the topics' broker memberships (topicSubs.gen).
 	gens atomic.Uint64
 
@@ -182,12 +188,24 @@ func (h *Hub) Subscribe(ctx context.Context, topics []models.Topic, delivery Del
 		s.Close()
 		return nil, fmt.Errorf("stream: subscribe: %w", err)
 	}
-	gen, ok := h.join(s)
+	gen, fresh, ok := h.join(s)
 	if !ok { // closed meanwhile
 		h.broker.Unsubscribe(topics...)
 		return nil, ErrClosed
 	}
-	s.head = Head{Seq: h.seen.Load(), Epoch: gen}
+	if fresh {
+		// Nobody here followed a topic until now, so seen says nothing of
+		// it: its events before this moment were never delivered to the
+		// hub. The outbox head, read now that the broker subscription is
+		// active, is a cursor after which every event arrives live.
+		last, _, err := h.outbox.Head(ctx)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("stream: outbox head: %w", err)
+		}
+		raise(&h.floor, last)
+	}
+	s.head = Head{Seq: max(h.seen.Load(), h.floor.Load()), Epoch: gen}
 	return s, nil
 }
 
@@ -237,12 +255,13 @@ func (h *Hub) register(s *Subscription) bool {
 
 // join records that s holds a broker subscription of its topics, unless it
 // was closed meanwhile, and returns the membership generation of its topic
-// (0 for several topics: see Head.Epoch).
-func (h *Hub) join(s *Subscription) (gen uint64, ok bool) {
+// (0 for several topics: see Head.Epoch) and whether it is the first
+// member of any of them.
+func (h *Hub) join(s *Subscription) (gen uint64, fresh, ok bool) {
 	s.life.Lock()
 	defer s.life.Unlock()
 	if !s.registered {
-		return 0, false
+		return 0, false, false
 	}
 	for _, t := range s.topics {
 		sh := h.shardOf(t)
@@ -250,6 +269,7 @@ func (h *Hub) join(s *Subscription) (gen uint64, ok bool) {
 		ts := sh.topics[t]
 		if ts.joined++; ts.joined == 1 {
 			ts.gen = h.gens.Add(1)
+			fresh = true
 		}
 		gen = ts.gen
 		sh.mu.Unlock()
@@ -258,7 +278,7 @@ func (h *Hub) join(s *Subscription) (gen uint64, ok bool) {
 	if len(s.topics) > 1 {
 		gen = 0
 	}
-	return gen, true
+	return gen, fresh, true
 }
 
 // leave removes s from its topics and reports whether it held a broker

@@ -257,6 +257,35 @@ func TestSubscriptionStartAtHead(t *testing.T) {
 	if h2, r2 := o.calls(); h2 != heads || r2 != reads {
 		t.Fatalf("fresh subscribers read the outbox: Head %d more times, EventsAfter %d more", h2-heads, r2-reads)
 	}
+
+	// The first subscriber of a topic nobody here followed: the hub never
+	// saw its events, so its head comes from the outbox (6), not from the
+	// last event the hub saw (5); starting there it gets 7 and no event
+	// after its head is missing.
+	other := models.StationTopic(2)
+	publishNow(t, o, b, other) // 6
+	s, err := h.Subscribe(ctx, []models.Topic{other}, DeliverAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Head().Seq; got != 6 {
+		t.Fatalf("first subscriber of %s: head %d, want the outbox's 6", other, got)
+	}
+	s.StartAtHead()
+	// A second subscriber of that topic never starts below the first.
+	s2, err := h.Subscribe(ctx, []models.Topic{other}, DeliverAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := s2.Head().Seq; got != 6 {
+		t.Fatalf("second subscriber of %s: head %d, want 6 as the first", other, got)
+	}
+	s2.StartAtHead()
+	publishNow(t, o, b, other) // 7
+	expect(t, ctx, s, 7)
+	expect(t, ctx, s2, 7)
 }
 
 // Two subscribers of one topic share an epoch while the topic stays joined
