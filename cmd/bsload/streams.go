@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,6 +37,7 @@ type streamsConfig struct {
 	sourceIPs   []net.IP
 	writer      string
 	readBuffer  int
+	transport   string
 }
 
 func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,6 +57,7 @@ func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&cfg.drain, "drain", 15*time.Second, "how long to wait after the writer for deliveries to finish")
 	fs.StringVar(&cfg.writer, "writer", "patch", "patch: PATCH /batteries/:id charge 50↔90 (one inventory_update each); add: POST /stations/:id/batteries (battery_added + inventory_update)")
 	fs.IntVar(&cfg.readBuffer, "read-buffer", 4096, "bytes of read buffer per subscriber")
+	fs.StringVar(&cfg.transport, "transport", "sse", "sse, or websocket (the same URL with an Upgrade)")
 	srcIPs := fs.String("source-ips", "", `client source addresses: "N" for 127.0.0.1…127.0.0.N, or a comma list (default: the kernel's choice)`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +77,8 @@ func cmdStreams(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return errors.New("-connect-concurrency must be 1–5000")
 	case cfg.writer != "patch" && cfg.writer != "add":
 		return errors.New("-writer must be patch or add")
+	case cfg.transport != "sse" && cfg.transport != "websocket":
+		return errors.New("-transport must be sse or websocket")
 	case cfg.readBuffer < 256 || cfg.readBuffer > 1<<20:
 		return errors.New("-read-buffer must be 256 B – 1 MiB")
 	}
@@ -108,11 +111,11 @@ func raiseFileLimit() (uint64, error) {
 	return lim.Cur, nil
 }
 
-// subscriber is one SSE connection. Its goroutine owns everything but the
+// subscriber is one stream connection (SSE or WebSocket). Its goroutine owns everything but the
 // atomics until it ends.
 type subscriber struct {
 	n     int
-	conn  net.Conn
+	conn  io.Closer
 	start int64   // cursor of its connection_established
 	ids   []int64 // ids of the events after start, in arrival order
 	lat   []int32 // commit-to-client latency of each, in µs (-1: no timestamp)
@@ -131,43 +134,26 @@ type streamCounters struct {
 	deliveries  atomic.Int64
 }
 
-// run dials, sends the request and reads up to connection_established,
-// then reports on ready (nil once established; conn and start are set by
-// then) and records every later event until the connection ends.
-func (s *subscriber) run(d *net.Dialer, addr, host, path string, readBuf int, wait time.Duration, ready chan<- error, c *streamCounters) {
+// run opens the stream and reads up to connection_established, then
+// reports on ready (nil once established; conn and start are set by then)
+// and records every later event until the connection ends.
+func (s *subscriber) run(d *net.Dialer, addr, host, path, transport string, readBuf int, wait time.Duration, ready chan<- error, c *streamCounters) {
 	defer func() {
 		s.ended.Store(true)
 		c.ended.Add(1)
 	}()
-	conn, err := d.Dial("tcp", addr)
+	open := openSSE
+	if transport == "websocket" {
+		open = openWebSocket
+	}
+	src, conn, err := open(d, addr, host, path, readBuf, wait)
 	if err != nil {
-		ready <- fmt.Errorf("dial: %w", err)
+		ready <- err
 		return
 	}
 	s.conn = conn
-	_ = conn.SetDeadline(time.Now().Add(wait))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\nUser-Agent: bsload\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		conn.Close()
-		ready <- fmt.Errorf("write request: %w", err)
-		return
-	}
-	br := bufio.NewReaderSize(conn, 1024)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
-	if err != nil {
-		conn.Close()
-		ready <- fmt.Errorf("read response: %w", err)
-		return
-	}
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		conn.Close()
-		ready <- fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
-		return
-	}
-	sr := newSSEReader(bufio.NewReaderSize(resp.Body, readBuf))
 	for {
-		ev, err := sr.Next()
+		ev, err := src.Next()
 		if err != nil {
 			conn.Close()
 			ready <- fmt.Errorf("before connection_established: %w", err)
@@ -178,12 +164,12 @@ func (s *subscriber) run(d *net.Dialer, addr, host, path string, readBuf int, wa
 			break
 		}
 	}
-	_ = conn.SetDeadline(time.Time{})
+	src.live()
 	s.established = true
 	c.established.Add(1)
 	ready <- nil
 	for {
-		ev, err := sr.Next()
+		ev, err := src.Next()
 		if err != nil {
 			s.err = err
 			conn.Close()
@@ -296,7 +282,7 @@ func runStreams(ctx context.Context, cfg streamsConfig, out io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.run(d, addr, u.Host, path, cfg.readBuffer, cfg.connectWait, ready, &c)
+			s.run(d, addr, u.Host, path, cfg.transport, cfg.readBuffer, cfg.connectWait, ready, &c)
 		}()
 		if err := <-ready; err != nil {
 			failMu.Lock()
