@@ -361,8 +361,15 @@ func until(t *testing.T, ch <-chan ev, typ string) []ev {
 
 func cluster(t *testing.T) (a, b *instance, w world) {
 	t.Helper()
+	return clusterOn(t, redisURL(t))
+}
+
+// clusterOn starts two instances on one fresh PostgreSQL database and the
+// Redis at rd ("": none, so PostgreSQL carries the events). A started
+// first, so it holds the relay lease.
+func clusterOn(t *testing.T, rd string) (a, b *instance, w world) {
+	t.Helper()
 	db := storetest.URL(t, "postgres")
-	rd := redisURL(t)
 	a = startInstance(t, testConfig(t, db, rd))
 	b = startInstance(t, testConfig(t, db, rd))
 	w = setup(t, a, a.app.store)
@@ -451,6 +458,56 @@ func TestClusterDeliversOnEveryTransportWithTheSameIDs(t *testing.T) {
 	_ = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping","timestamp":7}`))
 	if e := next(t, ws); e.Type != "pong" || e.Data["timestamp"] != 7.0 {
 		t.Fatalf("socket closed after an oversized message: %v", e.Data)
+	}
+}
+
+// Without REDIS_URL, two instances on one PostgreSQL database still deliver
+// every event on both: the relay (on A) NOTIFYs, and each instance reads
+// the new events from the outbox. After A stops, B relays and delivers its
+// own events.
+func TestClusterWithoutRedisDeliversThroughPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-instance test")
+	}
+	a, b, w := clusterOn(t, "")
+	for _, in := range []*instance{a, b} {
+		if got := in.app.brokerName(); got != "postgres" {
+			t.Fatalf("broker %q without REDIS_URL on PostgreSQL, want postgres", got)
+		}
+	}
+	onA := subscribeSSE(t, a.url+"/stream/stations", sseclient.Options{})
+	onB := subscribeSSE(t, b.url+"/stream/stations", sseclient.Options{})
+	mine := subscribeNDJSON(t, b.url+"/stream/notifications?format=ndjson&access_token="+w.rider)
+	for _, ch := range []<-chan ev{onA, onB, mine} {
+		until(t, ch, "snapshot")
+	}
+	// Booked on B, relayed by A, delivered on both.
+	var booking models.Booking
+	if code := call(t, "POST", b.url+"/api/v1/bookings", w.rider, map[string]any{"station_id": w.station}, &booking); code != 201 {
+		t.Fatalf("book: %d", code)
+	}
+	want := until(t, onA, "inventory_update")
+	got := until(t, onB, "inventory_update")
+	if len(want) != 2 || len(got) != 2 || got[0].ID != want[0].ID || got[1].ID != want[1].ID || got[0].Type != "battery_booked" {
+		t.Fatalf("A got %+v, B got %+v", want, got)
+	}
+	if n := until(t, mine, "booking_confirmed"); n[len(n)-1].Data["booking_id"] != float64(booking.ID) {
+		t.Fatalf("notifications on B: %+v", n)
+	}
+	if code := call(t, "GET", b.url+"/readyz", "", nil, nil); code != 200 {
+		t.Fatalf("readyz on B: %d", code)
+	}
+
+	// A leaves; B takes the relay lease and its own events reach its
+	// subscriber, exactly those of the stream's history.
+	a.stop(t)
+	if code := call(t, "POST", b.url+fmt.Sprintf("/api/v1/bookings/%d/cancel", booking.ID), w.rider, nil, nil); code != 200 {
+		t.Fatalf("cancel: %d", code)
+	}
+	after := until(t, onB, "inventory_update")
+	history, _ := poll(t, b.url+fmt.Sprintf("/stream/stations?transport=poll&timeout=5&since=%d", got[1].ID))
+	if len(after) != len(history) || after[0].ID != history[0].ID || after[len(after)-1].Data["action"] != "cancelled" {
+		t.Fatalf("after A stopped, B got %+v; its history after %d: %+v", after, got[1].ID, history)
 	}
 }
 

@@ -161,6 +161,10 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 			return nil, fmt.Errorf("connect to redis: %w", err)
 		}
 		a.broker = stream.NewRedisBroker(a.rdb, stream.RedisOptions{Prefix: cfg.RedisPrefix + "topic:", Logger: log})
+	} else if a.store.Dialect() == "postgres" {
+		// Other instances may share the database: without Redis, it
+		// carries the events between them.
+		a.broker = stream.NewPostgresBroker(cfg.DatabaseURL, a.store, stream.PostgresOptions{Logger: log})
 	} else {
 		a.broker = stream.NewMemoryBroker()
 	}
@@ -239,8 +243,11 @@ func (a *app) goBG(fn func()) {
 }
 
 func (a *app) brokerName() string {
-	if a.rdb != nil {
+	switch a.broker.(type) {
+	case *stream.RedisBroker:
 		return "redis"
+	case *stream.PostgresBroker:
+		return "postgres"
 	}
 	return "memory"
 }
