@@ -34,11 +34,11 @@ type transport interface {
 // keepFrames is the largest frame list an idle stream keeps between bursts.
 const keepFrames = 64
 
-// pump writes intro, then what sub delivers, and a heartbeat after every
-// HeartbeatInterval without a write, until sub ends, ctx ends or a write
-// fails; it returns why. It counts deliveries under the transport's name.
-func (s *Server) pump(ctx context.Context, sub *stream.Subscription, t transport, name string, intro []*stream.Message) error {
-	delivered := s.cfg.StreamMetrics.DeliveriesOf(name)
+// writeOpening writes a stream's opening: what the transport opens with
+// and intro (the opening events, if any). It runs before pump, on the
+// goroutine that opened the stream: a hijacked stream's own goroutine then
+// starts small and stays so while idle.
+func (s *Server) writeOpening(t transport, name string, intro []*stream.Message) error {
 	frames := make(net.Buffers, 0, len(intro))
 	for _, m := range intro {
 		frames = append(frames, t.frame(m))
@@ -46,7 +46,17 @@ func (s *Server) pump(ctx context.Context, sub *stream.Subscription, t transport
 	if err := t.write(frames); err != nil {
 		return err
 	}
-	delivered.Add(len(intro))
+	s.cfg.StreamMetrics.DeliveriesOf(name).Add(len(intro))
+	return nil
+}
+
+// pump writes what sub delivers, and a heartbeat after every
+// HeartbeatInterval without a write, until sub ends, ctx ends or a write
+// fails; it returns why. It counts deliveries under the transport's name.
+// The stream's opening has been written (writeOpening).
+func (s *Server) pump(ctx context.Context, sub *stream.Subscription, t transport, name string) error {
+	delivered := s.cfg.StreamMetrics.DeliveriesOf(name)
+	var frames net.Buffers
 	interval := s.cfg.HeartbeatInterval
 	// One timer per stream, re-armed only when it fires: never per event.
 	hb := time.NewTimer(interval)

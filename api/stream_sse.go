@@ -166,7 +166,11 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 	// blocked on a client that stopped reading fails at once.
 	context.AfterFunc(sub.Context(), func() { l.end(context.Cause(sub.Context())) })
 	s.cfg.StreamMetrics.StreamOpened(req.transport)
-	go l.run(intro)
+	if err := s.writeOpening(l, l.transport, intro); err != nil {
+		l.finish(err)
+		return true, nil
+	}
+	go l.run()
 	return true, nil
 }
 
@@ -241,10 +245,10 @@ type leanStream struct {
 }
 
 // run runs the pump and releases everything the stream holds when it ends.
-func (l *leanStream) run(intro []*stream.Message) {
+func (l *leanStream) run() {
 	// No context: the stream ends through its subscription (drain closes
 	// it), which spares every stream a wait on one shared channel.
-	l.finish(l.s.pump(context.Background(), l.sub, l, l.transport, intro))
+	l.finish(l.s.pump(context.Background(), l.sub, l, l.transport))
 }
 
 func (l *leanStream) frame(m *stream.Message) []byte { return l.enc.frame(m) }
@@ -434,7 +438,10 @@ func (s *Server) serveBuffered(c echo.Context, req *streamRequest, enc *encoding
 	s.cfg.StreamMetrics.StreamOpened(req.transport)
 	defer s.cfg.StreamMetrics.StreamClosed(req.transport)
 	t := &bufferedStream{res: c.Response(), rc: http.NewResponseController(c.Response()), enc: enc}
-	err := s.pump(c.Request().Context(), sub, t, req.transport, intro)
+	err := s.writeOpening(t, req.transport, intro)
+	if err == nil {
+		err = s.pump(c.Request().Context(), sub, t, req.transport)
+	}
 	s.endLog(err, req.transport, req.requestID)
 	return errStreamEnded
 }

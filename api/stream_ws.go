@@ -170,7 +170,10 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 			}
 		}
 	}()
-	err = s.pump(ctx, sub, &wsStream{conn: conn, held: hj.conn, sock: sock}, transportWS, intro)
+	ws := &wsStream{conn: conn, held: hj.conn, sock: sock}
+	if err = s.writeOpening(ws, transportWS, intro); err == nil {
+		err = s.pump(ctx, sub, ws, transportWS)
+	}
 	switch {
 	case errors.Is(err, stream.ErrClosed) || s.drain.Err() != nil:
 		conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
