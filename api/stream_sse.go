@@ -164,7 +164,7 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 	c.Set(handOffKey, true)
 	// However the subscription ends (slow consumer, hub closed), a write
 	// blocked on a client that stopped reading fails at once.
-	context.AfterFunc(sub.Context(), func() { l.end(context.Cause(sub.Context())) })
+	sub.AfterEnd(func(cause error) { l.end(cause) })
 	s.cfg.StreamMetrics.StreamOpened(req.transport)
 	if err := s.writeOpening(l, l.transport, intro); err != nil {
 		l.finish(err)

@@ -459,7 +459,7 @@ type Head struct {
 // Subscription is one subscriber's feed of events: first the history after
 // its cursor, read from the Outbox, then live events, each exactly once and
 // in sequence order, in batches: everything pending for it at once. Start,
-// StartAtHead and Next belong to one reader goroutine; Close and Context
+// StartAtHead and Next belong to one reader goroutine; Close and AfterEnd
 // may be called from any goroutine.
 type Subscription struct {
 	hub    *Hub
@@ -474,13 +474,12 @@ type Subscription struct {
 	registered bool
 	joined     bool
 
-	mu      sync.Mutex
-	q       []*Message // live events, in sequence order
-	high    int64      // highest Seq ever queued, to drop copies from a second channel or a re-publish
-	mergeAt int        // DeliverLatest: the queue length that merges it next
-	err     error
-	ctx     context.Context // made on demand by Context
-	cancel  context.CancelCauseFunc
+	mu       sync.Mutex
+	q        []*Message // live events, in sequence order
+	high     int64      // highest Seq ever queued, to drop copies from a second channel or a re-publish
+	mergeAt  int        // DeliverLatest: the queue length that merges it next
+	err      error
+	afterEnd func(error) // see AfterEnd
 
 	// Owned by the reader.
 	started  bool
@@ -601,20 +600,19 @@ func (s *Subscription) replay(ctx context.Context) ([]*Message, error) {
 	return nil, nil
 }
 
-// Context returns a context that is cancelled, with the error that Next
-// then returns as its cause, when the subscription ends: for a writer that
-// may be blocked elsewhere (on a socket) to be woken at once, with
-// context.AfterFunc. It is made on the first call.
-func (s *Subscription) Context() context.Context {
+// AfterEnd arranges for f to be called, on a goroutine of its own, with
+// the error Next then returns, once the subscription ends, however it ends
+// (at once if it has): for a writer that may be blocked elsewhere (on a
+// socket) to be woken. It is context.AfterFunc without a context, which
+// would cost every stream several allocations. Call it at most once.
+func (s *Subscription) AfterEnd(f func(cause error)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ctx == nil {
-		s.ctx, s.cancel = context.WithCancelCause(context.Background())
-		if s.err != nil {
-			s.cancel(s.err)
-		}
+	if s.err != nil {
+		go f(s.err)
+		return
 	}
-	return s.ctx
+	s.afterEnd = f
 }
 
 // Close ends the subscription and releases its queue and, with the last
@@ -674,8 +672,9 @@ func (s *Subscription) fail(err error) {
 func (s *Subscription) endLocked(err error) {
 	s.err, s.q = err, nil
 	s.signal()
-	if s.cancel != nil {
-		s.cancel(err)
+	if s.afterEnd != nil {
+		go s.afterEnd(err)
+		s.afterEnd = nil
 	}
 }
 

@@ -638,9 +638,9 @@ func TestHubCloseWhileSubscribing(t *testing.T) {
 	}
 }
 
-// Context ends with the subscription, whatever ends it, with the error
-// Next returns as its cause; one asked for after the end is already done.
-func TestSubscriptionContext(t *testing.T) {
+// AfterEnd's function runs once the subscription ends, whatever ends it,
+// with the error Next returns; one registered after the end runs at once.
+func TestSubscriptionAfterEnd(t *testing.T) {
 	topic := models.StationTopic(1)
 	for _, tc := range []struct {
 		name string
@@ -662,26 +662,35 @@ func TestSubscriptionContext(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, b, o := testHub(t, HubOptions{QueueSize: 4})
 			s := subscribe(t, h, 0, topic)
-			ctx := s.Context()
+			ended := make(chan error, 2)
+			s.AfterEnd(func(err error) { ended <- err })
 			publishNow(t, o, b, topic) // queued, not an end
-			if ctx.Err() != nil {
-				t.Fatalf("context ended before the subscription: %v", context.Cause(ctx))
+			select {
+			case err := <-ended:
+				t.Fatalf("ended before the subscription: %v", err)
+			default:
 			}
 			tc.end(h, b, o, s)
 			s.Close() // ending again changes nothing
-			<-ctx.Done()
-			if !errors.Is(context.Cause(ctx), tc.want) {
-				t.Fatalf("cause = %v, want %v", context.Cause(ctx), tc.want)
+			if err := <-ended; !errors.Is(err, tc.want) {
+				t.Fatalf("AfterEnd got %v, want %v", err, tc.want)
 			}
 			if _, err := s.Next(testContext(t), nil); !errors.Is(err, tc.want) {
 				t.Fatalf("Next = %v, want %v", err, tc.want)
+			}
+			select {
+			case err := <-ended:
+				t.Fatalf("called twice, again with %v", err)
+			default:
 			}
 		})
 	}
 	h, _, _ := testHub(t, HubOptions{})
 	s := subscribe(t, h, 0, topic)
 	s.Close()
-	if ctx := s.Context(); !errors.Is(context.Cause(ctx), ErrClosed) {
-		t.Fatalf("context made after the end: cause %v, want ErrClosed", context.Cause(ctx))
+	ended := make(chan error, 1)
+	s.AfterEnd(func(err error) { ended <- err })
+	if err := <-ended; !errors.Is(err, ErrClosed) {
+		t.Fatalf("registered after the end: %v, want ErrClosed", err)
 	}
 }
