@@ -445,6 +445,12 @@ func runStreams(ctx context.Context, cfg streamsConfig, out io.Writer) error {
 	if cfg.serverPID > 0 && idleSecs > 0 {
 		fmt.Fprintf(out, "server CPU idle with %d streams: %.1f%% of one core\n", established, 100*(idleCPU.cpu-idle.cpu)/idleSecs)
 	}
+	if cfg.serverPID > 0 && established > 0 {
+		// Everything the server did from before the first connect to the
+		// end of the settle: the connects, and the garbage they left.
+		fmt.Fprintf(out, "server CPU per connect: %.0f µs (%.2f s for %d)\n",
+			(idle.cpu-before.cpu)/float64(established)*1e6, idle.cpu-before.cpu, established)
+	}
 	fmt.Fprintf(out, "writer: %d writes ok, %d failed (%s), %d skipped (every battery busy), %d events; write latency p50 %s p99 %s max %s ms\n",
 		ws.ok, ws.failed, formatCounts(ws.errors), ws.skipped, ws.events, ms(ws.latency.P50), ms(ws.latency.P99), ms(ws.latency.Max))
 	deliveries := total.Received - total.Duplicated - total.Unexpected
