@@ -70,7 +70,10 @@ func (s *Store) AddBattery(ctx context.Context, stationID int64, in models.Batte
 		if err != nil {
 			return err
 		}
-		now := s.now()
+		now, err := stamp(tx, st, s.now())
+		if err != nil {
+			return err
+		}
 		capacity := models.DefaultCapacityKWh
 		if in.CapacityKWh != nil {
 			capacity = *in.CapacityKWh
@@ -159,6 +162,12 @@ func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPat
 			b.Status = string(models.ChargeStatus(b.ChargePercent, s.opts.ReadyCharge))
 		}
 		now := s.now()
+		if st != nil {
+			var err error
+			if now, err = stamp(tx, st, now); err != nil {
+				return err
+			}
+		}
 		out = b.model()
 		reclass := p == (models.BatteryPatch{})
 		if !reclass || b.Status != before {

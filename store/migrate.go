@@ -8,26 +8,20 @@ import (
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"batteryswap/migrations"
 )
 
 func (s *Store) provider() (*goose.Provider, error) {
-	sub, err := fs.Sub(migrations.FS, s.dialect.folder)
+	dialect, folder, opts, err := s.dialect.migrations()
 	if err != nil {
 		return nil, err
 	}
-	var opts []goose.ProviderOption
-	if s.dialect.name == "postgres" {
-		// Instances that start together with AUTO_MIGRATE take turns.
-		locker, err := lock.NewPostgresSessionLocker()
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
+	sub, err := fs.Sub(migrations.FS, folder)
+	if err != nil {
+		return nil, err
 	}
-	return goose.NewProvider(s.dialect.goose, s.sqlDB, sub, opts...)
+	return goose.NewProvider(dialect, s.sqlDB, sub, opts...)
 }
 
 // Migrate applies every pending migration.
