@@ -376,7 +376,8 @@ func (s *Store) lockBooking(tx *gorm.DB, id int64, actor *models.User) (*booking
 // CollectBooking hands the booked battery to its holder (only the holder may
 // collect) and, with a swap-in, takes the depleted pack into the station.
 // Errors: not_found, battery_not_ready (still confirmed), invalid_state
-// (finished or expired booking; a swap-in serial that another booking holds).
+// (finished or expired booking), battery_not_returnable (a swap-in of a
+// known pack that is not out with a rider).
 func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User, ret *models.ReturnPack) (*models.Booking, error) {
 	if ret != nil {
 		if err := ret.Validate(); err != nil {
@@ -410,7 +411,7 @@ func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User,
 		}
 		var returned *batteryRow
 		if ret != nil {
-			if returned, err = s.swapIn(tx, st, &bat, ret, at); err != nil {
+			if returned, err = s.swapIn(tx, st, ret, at); err != nil {
 				return err
 			}
 		}
@@ -446,21 +447,20 @@ func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User,
 	return out, translate(err, "booking")
 }
 
-// swapIn takes a depleted pack into a station: a known serial moves here
-// (announcing the inventory of the station it left), an unknown one is
-// created; a serial that a booking holds, or the pack being collected, is
-// refused.
+// swapIn takes a depleted pack into a station: an unknown serial joins the
+// fleet here; a known one only when that pack is out with a rider
+// (collected, at no station). A pack at any station (this one included),
+// in maintenance or booked (the pack being collected too) is refused with
+// battery_not_returnable, and the caller's transaction writes nothing.
 //
-// A known pack is moved by a conditional update, under the lock of the
-// station it is at (when that is another one): if it moved or changed
-// between the read and the update (another swap-in, telemetry), nothing is
-// written and it is read again. So a pack never leaves a station without
-// that station's lock, and every station it leaves is announced.
-func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret *models.ReturnPack, now time.Time) (*batteryRow, error) {
+// A collected pack is under no station's lock, so it is moved by a
+// conditional update on it being collected still: if another swap-in took
+// it meanwhile (its insert or update waits for that one to commit), it is
+// read again, and now it is at a station.
+func (s *Store) swapIn(tx *gorm.DB, st *stationRow, ret *models.ReturnPack, now time.Time) (*batteryRow, error) {
 	status := string(models.ChargeStatus(ret.ChargePercent, s.opts.ReadyCharge))
-	held := models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
 	// An unknown serial is created; one created meanwhile by another
-	// swap-in (its insert waits for that one to commit) is a known pack.
+	// swap-in is a known pack.
 	fresh := batteryRow{StationID: &st.ID, SerialNumber: ret.SerialNumber, ChargePercent: ret.ChargePercent, HealthPercent: 100,
 		CapacityKwh: models.DefaultCapacityKWh, Status: status, CreatedAt: now, UpdatedAt: now}
 	res := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "serial_number"}}, DoNothing: true}).Create(&fresh)
@@ -470,45 +470,33 @@ func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret 
 	if res.RowsAffected == 1 {
 		return &fresh, nil
 	}
-	for attempt := 0; ; attempt++ {
-		var r batteryRow
-		if err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error; err != nil {
-			return nil, err
-		}
-		if r.ID == collecting.ID || r.Status == string(models.BatteryBooked) {
-			return nil, held
-		}
-		var from *stationRow
-		if r.StationID != nil && *r.StationID != st.ID {
-			var err error
-			if from, err = s.lockStation(tx, *r.StationID); err != nil {
-				return nil, err
-			}
-		}
-		res := asRead(tx, &r, r.Status).Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
-		if res.Error != nil {
-			return nil, res.Error
-		}
-		if res.RowsAffected == 0 {
-			if attempt == 2 {
-				return nil, models.Errorf(models.CodeConflict, "battery %s keeps changing; try again", ret.SerialNumber)
-			}
-			continue // it moved or changed since it was read
-		}
-		if from != nil {
-			station, err := stationWithInventory(tx, from)
-			if err != nil {
-				return nil, err
-			}
-			o := s.outbox(tx, now)
-			o.inventory(station, models.ActionUpdated)
-			if err := o.flush(); err != nil {
-				return nil, err
-			}
-		}
-		r.StationID, r.ChargePercent, r.Status = &st.ID, ret.ChargePercent, status
-		return &r, nil
+	var r batteryRow
+	if err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error; err != nil {
+		return nil, err
 	}
+	if r.Status != string(models.BatteryCollected) || r.StationID != nil {
+		where := "at a station"
+		switch models.BatteryStatus(r.Status) {
+		case models.BatteryBooked:
+			where = "booked"
+		case models.BatteryMaintenance:
+			where = "in maintenance"
+		}
+		return nil, notReturnable(ret.SerialNumber, where)
+	}
+	res = asRead(tx, &r, r.Status).Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
+	if res.Error != nil {
+		return nil, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return nil, notReturnable(ret.SerialNumber, "handed in elsewhere meanwhile")
+	}
+	r.StationID, r.ChargePercent, r.Status, r.UpdatedAt = &st.ID, ret.ChargePercent, status, now
+	return &r, nil
+}
+
+func notReturnable(serial, where string) error {
+	return models.Errorf(models.CodeBatteryNotReturnable, "battery %s is %s, not out with a rider: it cannot be handed in", serial, where)
 }
 
 // CancelBooking ends an active booking of actor (any booking for an admin)

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/gorm"
-
 	"batteryswap/models"
 	"batteryswap/store"
 	"batteryswap/store/storetest"
@@ -714,17 +712,6 @@ func TestSameKeyRaceForTheLastBatteryReplays(t *testing.T) {
 func (f *fixture) waitForLockWaiters(n int64) {
 	f.t.Helper()
 	f.waitForWaiters(n, "a lock", "")
-}
-
-// waitForBlockedBy waits until n sessions wait for a lock that the
-// transaction tx holds.
-func (f *fixture) waitForBlockedBy(tx *gorm.DB, n int64) {
-	f.t.Helper()
-	var holder int64
-	if err := tx.Raw("SELECT pg_backend_pid()").Scan(&holder).Error; err != nil {
-		f.t.Fatal(err)
-	}
-	f.waitForWaiters(n, fmt.Sprintf("a lock of session %d", holder), " AND ? = ANY(pg_blocking_pids(pid))", holder)
 }
 
 // waitForWaiters waits until n sessions of the test's database wait for a
