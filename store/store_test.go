@@ -292,6 +292,66 @@ func TestChargingBookingTurnsReadyByTelemetry(t *testing.T) {
 	})
 }
 
+// Telemetry that drops a ready booking's pack under READY_CHARGE puts the
+// booking back to confirmed (it cannot be collected) and tells the rider
+// with booking_confirmed, reason charge_dropped; charged again, it is ready
+// again. A reading that stays over the threshold changes nothing.
+func TestChargeDropPutsAReadyBookingBackToConfirmed(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("drop@example.com")
+		st := f.station("Dip", 95)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil || b.Status != models.BookingReady {
+			t.Fatalf("book: %+v %v, want ready", b, err)
+		}
+		c := 85
+		mid := f.head()
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		if evs := f.events(mid, models.UserTopic(rider.ID)); len(evs) != 0 {
+			t.Fatalf("a reading over the threshold sent %v", types(evs))
+		}
+		c = 40
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.s.FindBookingByID(f.ctx, b.ID)
+		if err != nil || got.Status != models.BookingConfirmed || got.ReadyAt != nil {
+			t.Fatalf("booking after the drop: %+v %v, want confirmed, not ready", got, err)
+		}
+		evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID))
+		if got := strings.Join(types(evs), ","); got != "booking_confirmed" {
+			t.Fatalf("events %s, want booking_confirmed", got)
+		}
+		p := payload(t, evs[0])
+		info, _ := p["battery_info"].(map[string]any)
+		if p["reason"] != "charge_dropped" || p["booking_id"] != float64(b.ID) || p["station_id"] != float64(st.ID) ||
+			p["station_name"] != "Dip" || info["charge_percent"] != 40.0 || info["id"] != float64(b.BatteryID) || p["message"] == "" {
+			t.Fatalf("booking_confirmed = %v", p)
+		}
+		notes, err := f.s.ListNotifications(f.ctx, rider.ID, true, models.Page{Limit: 10})
+		if err != nil || len(notes) == 0 || notes[0].Type != models.EventBookingConfirmed {
+			t.Fatalf("notifications %+v %v, want the booking_confirmed kept", notes, err)
+		}
+		_, err = f.s.CollectBooking(f.ctx, b.ID, rider, nil)
+		wantCode(t, err, models.CodeBatteryNotReady)
+		f.checkInventory(st.ID, models.Inventory{Booked: 1, Total: 1})
+
+		c = 90
+		mid = f.head()
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := f.s.FindBookingByID(f.ctx, b.ID); got.Status != models.BookingReady || got.ReadyAt == nil {
+			t.Fatalf("booking after charging again: %+v, want ready", got)
+		}
+		if evs := f.events(mid, models.UserTopic(rider.ID)); strings.Join(types(evs), ",") != "booking_ready" {
+			t.Fatalf("events %v, want booking_ready", types(evs))
+		}
+	})
+}
+
 func (f *fixture) otherBattery(stationID, not int64) int64 {
 	bats, _ := f.s.ListBatteries(f.ctx, stationID, models.Page{})
 	for _, b := range bats {
