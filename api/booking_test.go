@@ -652,7 +652,9 @@ func TestBookingCollect(t *testing.T) {
 				when: func(t *testing.T, f fixture) response {
 					return collect(t, f, f.token, map[string]any{"return_serial_number": f.serial, "return_charge_percent": 10})
 				},
-				want: func(t *testing.T, f fixture, r response) { wantError(t, r, http.StatusConflict, "battery_not_returnable") },
+				want: func(t *testing.T, f fixture, r response) {
+					wantError(t, r, http.StatusConflict, "battery_not_returnable")
+				},
 			},
 			{
 				name:  "swap-in without charge",
