@@ -23,7 +23,7 @@ type dialect interface {
 	// name is "postgres" or "sqlite".
 	name() string
 	// open returns GORM's dialector for dsn.
-	open(dsn string) (gorm.Dialector, error)
+	open(dsn string, opts Options) (gorm.Dialector, error)
 	// tune sizes the pool and returns its size.
 	tune(db *sql.DB, opts Options) int
 	// migrations names goose's dialect, the migrations folder and the

@@ -34,7 +34,7 @@ type postgresDialect struct {
 
 func (*postgresDialect) name() string { return "postgres" }
 
-func (d *postgresDialect) open(dsn string) (gorm.Dialector, error) {
+func (d *postgresDialect) open(dsn string, _ Options) (gorm.Dialector, error) {
 	d.dsn = dsn
 	return postgres.New(postgres.Config{DSN: dsn, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionAfterConnect(scanTimesInUTC)}}), nil
 }

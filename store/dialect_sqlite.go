@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"os"
 
 	sqlitedriver "github.com/glebarez/go-sqlite"
 	"github.com/glebarez/sqlite"
@@ -16,11 +18,35 @@ import (
 // connection, so one writer at a time, and the relay lease in-process.
 type sqliteDialect struct {
 	path string
+	// file is the database file, open for the store's life while it holds
+	// the exclusive lock (Options.Exclusive).
+	file *os.File
 }
 
 func (*sqliteDialect) name() string { return "sqlite" }
 
-func (d *sqliteDialect) open(dsn string) (gorm.Dialector, error) {
+// open creates the file, readable by its owner only (SQLite gives the WAL
+// and shared-memory files the database file's mode), and, for a store that
+// asks for it, locks it exclusively: a second instance on the same file
+// refuses to start instead of sharing it (two relays, lost live events,
+// "database is locked").
+func (d *sqliteDialect) open(dsn string, opts Options) (gorm.Dialector, error) {
+	f, err := os.OpenFile(d.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open the SQLite file: %w", err)
+	}
+	if !opts.Exclusive {
+		f.Close()
+		return sqlite.Open(dsn), nil
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, errFileInUse) {
+			return nil, fmt.Errorf("store: the SQLite file %s is in use by another batteryswap server: one server per SQLite file (run several on PostgreSQL)", d.path)
+		}
+		return nil, fmt.Errorf("store: lock the SQLite file %s: %w", d.path, err)
+	}
+	d.file = f
 	return sqlite.Open(dsn), nil
 }
 
@@ -52,7 +78,17 @@ func (*sqliteDialect) lease(ctx context.Context, s *Store) (*relayLease, error) 
 // listen has nothing to do: no other instance shares the file.
 func (*sqliteDialect) listen(context.Context, *Store) {}
 
-func (d *sqliteDialect) close() error { return nil }
+// close lets the file go, after the pool has closed it: closing another
+// descriptor of the file while SQLite has it open would drop SQLite's own
+// POSIX locks.
+func (d *sqliteDialect) close() error {
+	if d.file == nil {
+		return nil
+	}
+	err := d.file.Close()
+	d.file = nil
+	return err
+}
 
 // sqliteKind reads SQLite's extended result code. ok is false when err
 // carries no SQLite error.

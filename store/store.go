@@ -46,6 +46,11 @@ type Options struct {
 	MaxOpenConns int
 	// Logger receives background errors (the NOTIFY listener).
 	Logger *slog.Logger
+	// Exclusive: on SQLite, hold an exclusive lock on the database file
+	// while the store is open, and refuse to open when another process
+	// holds it: one server per file (serve asks for it; the commands,
+	// which may run beside a server, do not). PostgreSQL ignores it.
+	Exclusive bool
 }
 
 // Store is the database. It is safe for concurrent use.
@@ -107,7 +112,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		Logger:      logger.Discard,
 		NowFunc:     func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
 	}
-	dialector, err := d.open(dsn)
+	dialector, err := d.open(dsn, opts)
 	if err != nil {
 		return nil, err
 	}
