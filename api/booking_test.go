@@ -511,7 +511,26 @@ func TestBookingCollect(t *testing.T) {
 				},
 			},
 			{
-				name: "swap-in of a known pack moves it here",
+				name: "swap-in of a pack out with a rider takes it in",
+				given: func(t *testing.T) fixture {
+					f := booked(t, 90)
+					away := booked(t, 90)
+					collect(t, away, away.token, nil).want(t, http.StatusOK)
+					f.pack = away.serial
+					return f
+				},
+				when: func(t *testing.T, f fixture) response {
+					return collect(t, f, f.token, map[string]any{"return_serial_number": f.pack, "return_charge_percent": 85})
+				},
+				want: func(t *testing.T, f fixture, r response) {
+					r.want(t, http.StatusOK)
+					if c := e.counts(t, f.station); c != (counts{1, 0, 0, 1}) {
+						t.Errorf("counts %+v, want the 85%% pack available here", c)
+					}
+				},
+			},
+			{
+				name: "swap-in of a pack at another station",
 				given: func(t *testing.T) fixture {
 					f := booked(t, 90)
 					f.other = e.newStation(t, admin)
@@ -522,12 +541,12 @@ func TestBookingCollect(t *testing.T) {
 					return collect(t, f, f.token, map[string]any{"return_serial_number": f.pack, "return_charge_percent": 85})
 				},
 				want: func(t *testing.T, f fixture, r response) {
-					r.want(t, http.StatusOK)
-					if c := e.counts(t, f.other); c != (counts{}) {
-						t.Errorf("station left behind has %+v, want none", c)
+					wantError(t, r, http.StatusConflict, "battery_not_returnable")
+					if c := e.counts(t, f.other); c != (counts{0, 0, 1, 1}) {
+						t.Errorf("the pack's station has %+v, want it still there, charging", c)
 					}
-					if c := e.counts(t, f.station); c != (counts{1, 0, 0, 1}) {
-						t.Errorf("counts %+v, want the 85%% pack available here", c)
+					if c := e.counts(t, f.station); c != (counts{0, 1, 0, 1}) {
+						t.Errorf("counts %+v, want nothing changed by the refused swap", c)
 					}
 				},
 			},
@@ -621,7 +640,7 @@ func TestBookingCollect(t *testing.T) {
 					return collect(t, f, f.token, map[string]any{"return_serial_number": f.pack, "return_charge_percent": 10})
 				},
 				want: func(t *testing.T, f fixture, r response) {
-					wantError(t, r, http.StatusConflict, "invalid_state")
+					wantError(t, r, http.StatusConflict, "battery_not_returnable")
 					if c := e.counts(t, f.station); c != (counts{0, 1, 0, 1}) {
 						t.Errorf("counts %+v, want nothing changed by the refused swap", c)
 					}
@@ -633,7 +652,9 @@ func TestBookingCollect(t *testing.T) {
 				when: func(t *testing.T, f fixture) response {
 					return collect(t, f, f.token, map[string]any{"return_serial_number": f.serial, "return_charge_percent": 10})
 				},
-				want: func(t *testing.T, f fixture, r response) { wantError(t, r, http.StatusConflict, "invalid_state") },
+				want: func(t *testing.T, f fixture, r response) {
+					wantError(t, r, http.StatusConflict, "battery_not_returnable")
+				},
 			},
 			{
 				name:  "swap-in without charge",

@@ -25,17 +25,20 @@ const (
 	CodeActiveBookingExists Code = "active_booking_exists"
 	CodeInvalidState        Code = "invalid_state"
 	CodeBatteryNotReady     Code = "battery_not_ready"
-	CodeConflict            Code = "conflict"
-	CodePayloadTooLarge     Code = "payload_too_large"
-	CodeUnsupportedMedia    Code = "unsupported_media_type"
-	CodeValidationFailed    Code = "validation_failed"
-	CodeRateLimited         Code = "rate_limited"
-	CodeMethodNotAllowed    Code = "method_not_allowed"
-	CodeServiceUnavailable  Code = "service_unavailable"
-	CodeInternal            Code = "internal"
-	CodeIdempotencyMismatch Code = "idempotency_key_reused"
-	CodeRequestTimeout      Code = "request_timeout"
-	CodeHeadersTooLarge     Code = "headers_too_large"
+	// CodeBatteryNotReturnable: a swap-in named a known pack that is not
+	// out with a rider (at a station, in maintenance or booked).
+	CodeBatteryNotReturnable Code = "battery_not_returnable"
+	CodeConflict             Code = "conflict"
+	CodePayloadTooLarge      Code = "payload_too_large"
+	CodeUnsupportedMedia     Code = "unsupported_media_type"
+	CodeValidationFailed     Code = "validation_failed"
+	CodeRateLimited          Code = "rate_limited"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
+	CodeServiceUnavailable   Code = "service_unavailable"
+	CodeInternal             Code = "internal"
+	CodeIdempotencyMismatch  Code = "idempotency_key_reused"
+	CodeRequestTimeout       Code = "request_timeout"
+	CodeHeadersTooLarge      Code = "headers_too_large"
 )
 
 // Error is the domain error: a stable code, a sentence for people and, for

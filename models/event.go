@@ -37,6 +37,10 @@ const (
 	ActionTest      = "test"
 )
 
+// ReasonChargeDropped is a booking_confirmed's reason when a ready booking
+// went back to confirmed because its pack's charge fell under READY_CHARGE.
+const ReasonChargeDropped = "charge_dropped"
+
 // Event is one committed change as the streams carry it. Seq is the public
 // id, given by the relay; it is 0 while the event waits in the outbox.
 // Payload is the event's JSON object without its "id" field, which only the

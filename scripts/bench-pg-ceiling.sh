@@ -8,7 +8,7 @@
 #   scripts/bench-pg-ceiling.sh [CLIENTS] [SECONDS]
 #   SETUP_SQL='DROP INDEX …' scripts/bench-pg-ceiling.sh   # a schema experiment
 #   PIPELINE=1 scripts/bench-pg-ceiling.sh   # BEGIN … lock, and outbox … COMMIT,
-#       each in one round trip (as the server pipelines them; pgbench cannot
+#       each in one round trip (as the pgx path of aa6155c pipelined them; pgbench cannot
 #       read a result inside a pipeline, so the change stays a trip of its own)
 #   PG=postgres://postgres@ scripts/bench-pg-ceiling.sh      # over the Unix socket
 set -euo pipefail

@@ -1,5 +1,7 @@
--- One booking (book + cancel) as the server sends it to PostgreSQL
--- (store/booking_pg.go), for pgbench: the database's own ceiling, with no
+-- One booking (book + cancel) as the pipelined pgx path of aa6155c sent it
+-- to PostgreSQL (the change statements are those of store/booking.go's
+-- pgBook and pgRelease today, which the server now sends through GORM in
+-- more round trips, without SET LOCAL), for pgbench: the database's own ceiling, with no
 -- HTTP server and no Go on the machine. Payload sizes are typical of the
 -- real events. Run with scripts/bench-pg-ceiling.sh.
 \set u :client_id + 1

@@ -6,8 +6,8 @@ import "context"
 // wait in the order they arrived: a goroutine blocked sending on a channel
 // waits in the channel's FIFO queue. database/sql hands a freed connection
 // to a random waiter instead, which under load lets a few requests wait
-// round after round (docs/BENCHMARKS.md: p99 119–133 ms with random
-// hand-over, 91–106 ms with this in front of the pool, same throughput).
+// round after round: a worse p99 at the same throughput (docs/BENCHMARKS.md,
+// "First come, first served").
 type admission chan struct{}
 
 // enter waits for a place, or for ctx to end.

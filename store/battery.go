@@ -70,7 +70,10 @@ func (s *Store) AddBattery(ctx context.Context, stationID int64, in models.Batte
 		if err != nil {
 			return err
 		}
-		now := s.now()
+		now, err := stamp(tx, st, s.now())
+		if err != nil {
+			return err
+		}
 		capacity := models.DefaultCapacityKWh
 		if in.CapacityKWh != nil {
 			capacity = *in.CapacityKWh
@@ -103,7 +106,8 @@ func (s *Store) AddBattery(ctx context.Context, stationID int64, in models.Batte
 // its charge (available at or above the ready charge, charging under it)
 // unless it is put into or kept in maintenance; booked and collected
 // batteries only take the charge reading. A booked battery that reaches the
-// ready charge makes its confirmed booking ready.
+// ready charge makes its confirmed booking ready; one that falls under it
+// puts its ready booking back to confirmed (followCharge).
 func (s *Store) UpdateBattery(ctx context.Context, id int64, p models.BatteryPatch) (*models.Battery, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -159,6 +163,12 @@ func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPat
 			b.Status = string(models.ChargeStatus(b.ChargePercent, s.opts.ReadyCharge))
 		}
 		now := s.now()
+		if st != nil {
+			var err error
+			if now, err = stamp(tx, st, now); err != nil {
+				return err
+			}
+		}
 		out = b.model()
 		reclass := p == (models.BatteryPatch{})
 		if !reclass || b.Status != before {
@@ -190,12 +200,12 @@ func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPat
 			}
 			o.inventory(station, action)
 		}
-		if b.Status == string(models.BatteryBooked) && b.ChargePercent >= s.opts.ReadyCharge {
-			readied, err := s.readyBookingOf(tx, o, &b, st, now)
+		if b.Status == string(models.BatteryBooked) {
+			moved, err := s.followCharge(tx, o, &b, st, now)
 			if err != nil {
 				return err
 			}
-			changed = changed || readied
+			changed = changed || moved
 		}
 		return o.flush()
 	})
@@ -213,32 +223,48 @@ func asRead(tx *gorm.DB, b *batteryRow, read string) *gorm.DB {
 	return q.Where("station_id = ?", *b.StationID)
 }
 
-// readyBookingOf turns the confirmed booking that holds b ready and tells its holder.
-func (s *Store) readyBookingOf(tx *gorm.DB, o *outboxWriter, b *batteryRow, st *stationRow, now time.Time) (bool, error) {
+// followCharge keeps the booking that holds b in line with b's charge: a
+// confirmed one turns ready at the ready charge, and a ready one goes back
+// to confirmed under it (the pack lost charge: the rider is told, with
+// booking_confirmed and reason charge_dropped). A booking whose hold has run
+// out is the expirer's, left as it is: its rider is not told to come for a
+// battery that is about to go back. It reports whether it changed one.
+func (s *Store) followCharge(tx *gorm.DB, o *outboxWriter, b *batteryRow, st *stationRow, now time.Time) (bool, error) {
+	from, to := models.BookingConfirmed, models.BookingReady
+	upd := map[string]any{"status": to, "ready_at": now, "updated_at": now}
+	if b.ChargePercent < s.opts.ReadyCharge {
+		from, to = models.BookingReady, models.BookingConfirmed
+		upd = map[string]any{"status": to, "ready_at": nil, "updated_at": now}
+	}
 	var bk bookingRow
-	// A booking whose hold has run out is the expirer's, not ready: its
-	// rider is not told to come for a battery that is about to go back.
-	err := tx.Where("battery_id = ? AND status = ? AND expires_at > ?", b.ID, models.BookingConfirmed, now).Take(&bk).Error
-	if err == gorm.ErrRecordNotFound {
+	err := tx.Where("battery_id = ? AND status = ? AND expires_at > ?", b.ID, from, now).Take(&bk).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	res := tx.Model(&bookingRow{}).Where("id = ? AND status = ?", bk.ID, models.BookingConfirmed).
-		Updates(map[string]any{"status": models.BookingReady, "ready_at": now, "updated_at": now})
+	res := tx.Model(&bookingRow{}).Where("id = ? AND status = ?", bk.ID, from).Updates(upd)
 	if res.Error != nil || res.RowsAffected == 0 {
 		return false, res.Error
 	}
-	o.bookingEvent(&bk, st, models.EventBookingReady, "Battery ready",
-		fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", b.SerialNumber, st.Name), models.LevelInfo, nil)
+	if to == models.BookingReady {
+		o.bookingEvent(&bk, st, models.EventBookingReady, "Battery ready",
+			fmt.Sprintf("Your battery %s at %s is charged and ready to collect.", b.SerialNumber, st.Name), models.LevelInfo, nil)
+		return true, nil
+	}
+	o.bookingEvent(&bk, st, models.EventBookingConfirmed, "Battery charging again",
+		fmt.Sprintf("Your battery %s at %s dropped to %d%%: it is held for you while it charges, until %s.",
+			b.SerialNumber, st.Name, b.ChargePercent, bk.ExpiresAt.Format(time.RFC3339)), models.LevelWarning,
+		map[string]any{"reason": models.ReasonChargeDropped,
+			"battery_info": map[string]any{"id": b.ID, "serial_number": b.SerialNumber, "charge_percent": b.ChargePercent}})
 	return true, nil
 }
 
 // ReclassByCharge brings every battery at a station in line with
 // READY_CHARGE, as telemetry of its own charge would: a free battery is
 // available at or over it and charging under it, and a booking (within its
-// hold) whose battery is over it is ready. Batteries only change class on
+// hold) whose battery is over it is ready, under it confirmed. Batteries only change class on
 // telemetry, so after READY_CHARGE changed, stored ones keep the old
 // threshold until this runs (serve runs it at start and every minute). It
 // writes the same events telemetry does and reports how many batteries it
@@ -252,9 +278,11 @@ func (s *Store) ReclassByCharge(ctx context.Context) (n int, err error) {
 	if err := s.db.WithContext(ctx).Model(&batteryRow{}).
 		Where("station_id IS NOT NULL AND ("+
 			"(status = ? AND charge_percent < ?) OR (status = ? AND charge_percent >= ?) OR "+
-			"(status = ? AND charge_percent >= ? AND id IN (SELECT battery_id FROM bookings WHERE status = ? AND expires_at > ?)))",
+			"(status = ? AND charge_percent >= ? AND id IN (SELECT battery_id FROM bookings WHERE status = ? AND expires_at > ?)) OR "+
+			"(status = ? AND charge_percent < ? AND id IN (SELECT battery_id FROM bookings WHERE status = ? AND expires_at > ?)))",
 			models.BatteryAvailable, ready, models.BatteryCharging, ready,
-			models.BatteryBooked, ready, models.BookingConfirmed, s.now()).
+			models.BatteryBooked, ready, models.BookingConfirmed, s.now(),
+			models.BatteryBooked, ready, models.BookingReady, s.now()).
 		Order("id").Pluck("id", &ids).Error; err != nil {
 		return 0, translate(err, "batteries")
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"gorm.io/gorm"
@@ -56,11 +57,7 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 			return nil, false, err
 		}
 	}
-	if s.dialect.pipelines() {
-		b, err = s.createBookingPipelined(ctx, userID, stationID, idemKey)
-	} else {
-		b, err = s.createBookingTx(ctx, userID, stationID, idemKey)
-	}
+	b, err = s.createBookingTx(ctx, userID, stationID, idemKey)
 	if err != nil && idemKey != "" && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// A concurrent request with the same key may have booked while this
 		// one waited (it then found the battery taken, or hit the unique
@@ -90,9 +87,14 @@ func (s *Store) CreateBooking(ctx context.Context, userID, stationID int64, idem
 	return b, false, nil
 }
 
-// createBookingTx is CreateBooking's transaction through GORM, a statement
-// at a time.
+// createBookingTx is CreateBooking's transaction: lock the station, claim
+// a battery and insert the booking (the dialect's book), keep the first
+// answer for the idempotency key, write the outbox rows.
 func (s *Store) createBookingTx(ctx context.Context, userID, stationID int64, idemKey string) (b *models.Booking, err error) {
+	var key *string
+	if idemKey != "" {
+		key = &idemKey
+	}
 	err = s.tx(ctx, func(tx *gorm.DB) error {
 		st, err := s.lockStation(tx, stationID)
 		if err != nil {
@@ -101,38 +103,26 @@ func (s *Store) createBookingTx(ctx context.Context, userID, stationID int64, id
 		if st.Status != string(models.StationOpen) {
 			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
 		}
-		bat, err := s.claimBattery(tx, st.ID)
+		r, err := s.dialect.book(tx, bookArgs{station: st, userID: userID, key: key, now: s.now(), ready: s.opts.ReadyCharge, hold: s.opts.BookingHold})
 		if err != nil {
 			return err
 		}
-		now := s.now()
-		row := bookingRow{UserID: userID, StationID: st.ID, BatteryID: bat.ID, Status: string(models.BookingConfirmed),
-			ExpiresAt: now.Add(s.opts.BookingHold), CreatedAt: now, UpdatedAt: now}
-		ready := bat.ChargePercent >= s.opts.ReadyCharge
-		if ready {
-			row.Status, row.ReadyAt = string(models.BookingReady), &now
+		if r == nil {
+			return models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
 		}
-		if err := tx.Create(&row).Error; err != nil {
-			return err
-		}
-		if idemKey != "" {
+		row := &r.booking
+		if key != nil {
 			first, err := json.Marshal(row.model())
 			if err != nil {
 				return err
 			}
-			answer := string(first)
-			row.IdempotencyKey, row.IdempotencyResponse = &idemKey, &answer
-			if err := tx.Model(&bookingRow{}).Where("id = ?", row.ID).
-				Updates(map[string]any{"idempotency_key": idemKey, "idempotency_response": answer}).Error; err != nil {
+			if err := tx.Model(&bookingRow{}).Where("id = ?", row.ID).Update("idempotency_response", string(first)).Error; err != nil {
 				return err
 			}
 		}
-		station, err := stationWithInventory(tx, st)
-		if err != nil {
-			return err
-		}
-		o := s.outbox(tx, now)
-		bookedEvents(o, &row, st, bat, station)
+		o := s.outbox(tx, row.CreatedAt)
+		o.reserved = r.noteIDs
+		bookedEvents(o, row, st, &r.battery, st.model(r.inv))
 		b = row.model()
 		return o.flush()
 	})
@@ -163,25 +153,161 @@ const bestBatteryFirst = `CASE status WHEN 'available' THEN 0 ELSE 1 END, charge
 // to its station in one statement; %s is the ready charge's placeholder.
 const backAtStation = `CASE WHEN batteries.charge_percent >= %s THEN 'available' ELSE 'charging' END`
 
-// claimBattery marks the best free battery of a locked station booked, in
-// one statement: the fullest available battery, else the fullest charging
-// one. The update's own condition on status is the claim: were the station
-// lock ever bypassed, a battery that is no longer free is not taken twice.
-func (s *Store) claimBattery(tx *gorm.DB, stationID int64) (*batteryRow, error) {
-	var bat batteryRow
-	res := tx.Raw(`UPDATE batteries SET status = 'booked', updated_at = ?
-		WHERE id = (SELECT id FROM batteries WHERE station_id = ? AND status IN ('available', 'charging')
-			ORDER BY `+bestBatteryFirst+` LIMIT 1)
-		AND station_id = ? AND status IN ('available', 'charging')
-		RETURNING id, station_id, serial_number, charge_percent, health_percent, capacity_kwh, status, created_at, updated_at`,
-		s.now(), stationID, stationID).Scan(&bat)
+// bookArgs is what a dialect's book needs: the locked, open station, the
+// rider, the idempotency key (or nil) and the clock's time; ready and hold
+// are the booking rules.
+type bookArgs struct {
+	station *stationRow
+	userID  int64
+	key     *string
+	now     time.Time
+	ready   int
+	hold    time.Duration
+}
+
+// bookResult is the booking inserted, the battery it claimed (id, serial,
+// charge), the station's counts after the claim and, where the dialect
+// reserves them, the ids of the booking's notifications.
+type bookResult struct {
+	booking bookingRow
+	battery batteryRow
+	inv     models.Inventory
+	noteIDs []int64
+}
+
+// pgBooked is pgBook's row.
+type pgBooked struct {
+	ID            int64
+	Status        string
+	ExpiresAt     time.Time
+	ReadyAt       *time.Time
+	CreatedAt     time.Time
+	BatteryID     int64
+	SerialNumber  string
+	ChargePercent int
+	Was           string
+	Available     int
+	Booked        int
+	Charging      int
+	Total         int
+	Note1         int64
+	Note2         *int64
+}
+
+// book on PostgreSQL is one statement (pgBook) after the lock; it reserves
+// the ids of the notifications, so that the outbox rows go in one more
+// (postgresDialect.writeOutbox).
+func (*postgresDialect) book(tx *gorm.DB, a bookArgs) (*bookResult, error) {
+	var r pgBooked
+	res := tx.Raw(pgBook, map[string]any{"station": a.station.ID, "since": a.station.UpdatedAt, "now": a.now, "user": a.userID,
+		"ready": a.ready, "key": a.key, "hold": a.hold.Microseconds()}).Scan(&r)
 	if res.Error != nil {
 		return nil, res.Error
 	}
-	if res.RowsAffected == 0 || bat.ID == 0 {
-		return nil, models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
+	if res.RowsAffected == 0 {
+		return nil, nil
 	}
-	return &bat, nil
+	out := &bookResult{
+		booking: bookingRow{ID: r.ID, UserID: a.userID, StationID: a.station.ID, BatteryID: r.BatteryID, Status: r.Status, IdempotencyKey: a.key,
+			ExpiresAt: r.ExpiresAt, ReadyAt: r.ReadyAt, CreatedAt: r.CreatedAt, UpdatedAt: r.CreatedAt},
+		battery: batteryRow{ID: r.BatteryID, StationID: &a.station.ID, SerialNumber: r.SerialNumber, ChargePercent: r.ChargePercent, Status: string(models.BatteryBooked)},
+		inv:     models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total},
+		noteIDs: []int64{r.Note1},
+	}
+	// The counts are the station's as the statement found it.
+	shift(&out.inv, r.Was, string(models.BatteryBooked))
+	if r.Note2 != nil {
+		// In the order the notifications were made, whatever order the
+		// select list's nextval calls ran in.
+		out.noteIDs = append(out.noteIDs, *r.Note2)
+		slices.Sort(out.noteIDs)
+	}
+	return out, nil
+}
+
+// pgBook claims the best free battery of the locked station, inserts the
+// booking for it, counts the station's batteries and reserves the ids of
+// the booking's notifications (the second only when it is ready at once),
+// in one statement. It runs after the lock, so its snapshot sees every
+// change that committed before. The count sees the station as it was when
+// the statement began, so the caller moves the claimed battery from its old
+// status (was) to booked. The booking's time is the stamp rule's (stamp):
+// the clock (@now), or the station's last change (@since, its batteries'
+// newest updated_at) if that is later; one scan of the station's batteries
+// gives both that and the count.
+const pgBook = `WITH inv AS (
+	SELECT ` + inventoryColumns + `, GREATEST(CAST(@now AS timestamptz), CAST(@since AS timestamptz), max(updated_at)) AS at
+	FROM batteries WHERE station_id = @station
+), pick AS (
+	SELECT id, status FROM batteries
+	WHERE station_id = @station AND status IN ('available', 'charging')
+	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
+), claimed AS (
+	UPDATE batteries SET status = 'booked', updated_at = inv.at FROM pick, inv
+	WHERE batteries.id = pick.id AND batteries.station_id = @station AND batteries.status IN ('available', 'charging')
+	RETURNING batteries.id, batteries.serial_number, batteries.charge_percent, pick.status AS was, inv.at
+), booked AS (
+	INSERT INTO bookings (user_id, station_id, battery_id, status, idempotency_key, expires_at, ready_at, created_at, updated_at)
+	SELECT @user, @station, id, CASE WHEN charge_percent >= @ready THEN 'ready' ELSE 'confirmed' END, @key,
+		at + @hold * interval '1 microsecond', CASE WHEN charge_percent >= @ready THEN at END, at, at
+	FROM claimed
+	RETURNING id, battery_id, status, expires_at, ready_at, created_at
+)
+SELECT booked.id, booked.status, booked.expires_at, booked.ready_at, booked.created_at,
+	claimed.id AS battery_id, claimed.serial_number, claimed.charge_percent, claimed.was,
+	inv.available, inv.booked, inv.charging, inv.total,
+	nextval('notifications_id_seq') AS note1, CASE booked.status WHEN 'ready' THEN nextval('notifications_id_seq') END AS note2
+FROM booked JOIN claimed ON claimed.id = booked.battery_id CROSS JOIN inv`
+
+// book on SQLite is a statement at a time (the one connection makes each
+// cheap; SQLite has no data-modifying WITH): the stamp, the pick, the
+// claim, the insert, the count.
+func (*sqliteDialect) book(tx *gorm.DB, a bookArgs) (*bookResult, error) {
+	at, err := stamp(tx, a.station, a.now)
+	if err != nil {
+		return nil, err
+	}
+	var bat batteryRow
+	res := tx.Raw(`SELECT * FROM batteries WHERE station_id = ? AND status IN ('available', 'charging')
+		ORDER BY `+bestBatteryFirst+` LIMIT 1`, a.station.ID).Scan(&bat)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return nil, res.Error
+	}
+	if res := tx.Exec(`UPDATE batteries SET status = 'booked', updated_at = ? WHERE id = ? AND status IN ('available', 'charging')`,
+		at, bat.ID); res.Error != nil || res.RowsAffected == 0 {
+		return nil, res.Error
+	}
+	bat.Status, bat.UpdatedAt = string(models.BatteryBooked), at
+	row := bookingRow{UserID: a.userID, StationID: a.station.ID, BatteryID: bat.ID, Status: string(models.BookingConfirmed),
+		IdempotencyKey: a.key, ExpiresAt: at.Add(a.hold), CreatedAt: at, UpdatedAt: at}
+	if bat.ChargePercent >= a.ready {
+		row.Status, row.ReadyAt = string(models.BookingReady), &at
+	}
+	if err := tx.Create(&row).Error; err != nil {
+		return nil, err
+	}
+	inv, err := inventories(tx, []int64{a.station.ID})
+	if err != nil {
+		return nil, err
+	}
+	return &bookResult{booking: row, battery: bat, inv: inv[a.station.ID]}, nil
+}
+
+// shift moves one battery from one status to another in a station's counts.
+func shift(inv *models.Inventory, from, to string) {
+	for _, c := range []struct {
+		status string
+		d      int
+	}{{from, -1}, {to, +1}} {
+		switch models.BatteryStatus(c.status) {
+		case models.BatteryAvailable:
+			inv.Available += c.d
+		case models.BatteryBooked:
+			inv.Booked += c.d
+		case models.BatteryCharging:
+			inv.Charging += c.d
+		}
+	}
 }
 
 // replay returns the first answer to a request with this key, not_found
@@ -233,10 +359,9 @@ func (s *Store) ListBookings(ctx context.Context, f models.BookingFilter) ([]mod
 // lockBooking locks the booking's station, then reads the booking. Only a
 // booking of actor (or any booking for an admin; nil: the system) is found.
 func (s *Store) lockBooking(tx *gorm.DB, id int64, actor *models.User) (*bookingRow, *stationRow, error) {
-	var st stationRow
-	q := s.dialect.lockStation(tx).Where("id = (SELECT station_id FROM bookings WHERE id = ?)", id)
-	if err := q.Take(&st).Error; err != nil {
-		return nil, nil, translate(err, "booking")
+	st, err := s.lockStationOf(tx, id)
+	if err != nil {
+		return nil, nil, err
 	}
 	var b bookingRow
 	if err := tx.Take(&b, id).Error; err != nil {
@@ -245,13 +370,14 @@ func (s *Store) lockBooking(tx *gorm.DB, id int64, actor *models.User) (*booking
 	if actor != nil && !actor.IsAdmin() && b.UserID != actor.ID {
 		return nil, nil, models.Errorf(models.CodeNotFound, "booking not found")
 	}
-	return &b, &st, nil
+	return &b, st, nil
 }
 
 // CollectBooking hands the booked battery to its holder (only the holder may
 // collect) and, with a swap-in, takes the depleted pack into the station.
 // Errors: not_found, battery_not_ready (still confirmed), invalid_state
-// (finished or expired booking; a swap-in serial that another booking holds).
+// (finished or expired booking), battery_not_returnable (a swap-in of a
+// known pack that is not out with a rider).
 func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User, ret *models.ReturnPack) (*models.Booking, error) {
 	if ret != nil {
 		if err := ret.Validate(); err != nil {
@@ -273,21 +399,27 @@ func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User,
 		case !now.Before(b.ExpiresAt):
 			return models.Errorf(models.CodeInvalidState, "booking %d has expired", b.ID)
 		}
+		// The clock decides whether the hold has run out; the change is
+		// stamped by the rule every change under a station's lock follows.
+		at, err := stamp(tx, st, now, b.UpdatedAt)
+		if err != nil {
+			return err
+		}
 		var bat batteryRow
 		if err := tx.Take(&bat, b.BatteryID).Error; err != nil {
 			return err
 		}
 		var returned *batteryRow
 		if ret != nil {
-			if returned, err = s.swapIn(tx, st, &bat, ret, now); err != nil {
+			if returned, err = s.swapIn(tx, st, ret, at); err != nil {
 				return err
 			}
 		}
 		if err := tx.Model(&batteryRow{}).Where("id = ?", bat.ID).
-			Updates(map[string]any{"status": models.BatteryCollected, "station_id": nil, "updated_at": now}).Error; err != nil {
+			Updates(map[string]any{"status": models.BatteryCollected, "station_id": nil, "updated_at": at}).Error; err != nil {
 			return err
 		}
-		upd := map[string]any{"status": models.BookingCollected, "collected_at": now, "updated_at": now}
+		upd := map[string]any{"status": models.BookingCollected, "collected_at": at, "updated_at": at}
 		var returnedID any
 		if returned != nil {
 			upd["returned_battery_id"] = returned.ID
@@ -296,13 +428,13 @@ func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User,
 		if err := tx.Model(&bookingRow{}).Where("id = ?", b.ID).Updates(upd).Error; err != nil {
 			return err
 		}
-		b.Status, b.CollectedAt, b.UpdatedAt = string(models.BookingCollected), &now, now
+		b.Status, b.CollectedAt, b.UpdatedAt = string(models.BookingCollected), &at, at
 		out = b.model()
 		station, err := stationWithInventory(tx, st)
 		if err != nil {
 			return err
 		}
-		o := s.outbox(tx, now)
+		o := s.outbox(tx, at)
 		o.add(models.EventBatteryCollected, models.StationTopic(st.ID), map[string]any{
 			"station_id": st.ID, "station_name": st.Name, "battery_id": bat.ID, "returned_battery_id": returnedID,
 			"available_batteries": station.Available, "booked_batteries": station.Booked, "charging_batteries": station.Charging,
@@ -315,21 +447,20 @@ func (s *Store) CollectBooking(ctx context.Context, id int64, user *models.User,
 	return out, translate(err, "booking")
 }
 
-// swapIn takes a depleted pack into a station: a known serial moves here
-// (announcing the inventory of the station it left), an unknown one is
-// created; a serial that a booking holds, or the pack being collected, is
-// refused.
+// swapIn takes a depleted pack into a station: an unknown serial joins the
+// fleet here; a known one only when that pack is out with a rider
+// (collected, at no station). A pack at any station (this one included),
+// in maintenance or booked (the pack being collected too) is refused with
+// battery_not_returnable, and the caller's transaction writes nothing.
 //
-// A known pack is moved by a conditional update, under the lock of the
-// station it is at (when that is another one): if it moved or changed
-// between the read and the update (another swap-in, telemetry), nothing is
-// written and it is read again. So a pack never leaves a station without
-// that station's lock, and every station it leaves is announced.
-func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret *models.ReturnPack, now time.Time) (*batteryRow, error) {
+// A collected pack is under no station's lock, so it is moved by a
+// conditional update on it being collected still: if another swap-in took
+// it meanwhile (its insert or update waits for that one to commit), it is
+// read again, and now it is at a station.
+func (s *Store) swapIn(tx *gorm.DB, st *stationRow, ret *models.ReturnPack, now time.Time) (*batteryRow, error) {
 	status := string(models.ChargeStatus(ret.ChargePercent, s.opts.ReadyCharge))
-	held := models.Errorf(models.CodeInvalidState, "battery %s is held by a booking and cannot be handed in", ret.SerialNumber)
 	// An unknown serial is created; one created meanwhile by another
-	// swap-in (its insert waits for that one to commit) is a known pack.
+	// swap-in is a known pack.
 	fresh := batteryRow{StationID: &st.ID, SerialNumber: ret.SerialNumber, ChargePercent: ret.ChargePercent, HealthPercent: 100,
 		CapacityKwh: models.DefaultCapacityKWh, Status: status, CreatedAt: now, UpdatedAt: now}
 	res := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "serial_number"}}, DoNothing: true}).Create(&fresh)
@@ -339,103 +470,96 @@ func (s *Store) swapIn(tx *gorm.DB, st *stationRow, collecting *batteryRow, ret 
 	if res.RowsAffected == 1 {
 		return &fresh, nil
 	}
-	for attempt := 0; ; attempt++ {
-		var r batteryRow
-		if err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error; err != nil {
-			return nil, err
-		}
-		if r.ID == collecting.ID || r.Status == string(models.BatteryBooked) {
-			return nil, held
-		}
-		var from *stationRow
-		if r.StationID != nil && *r.StationID != st.ID {
-			var err error
-			if from, err = s.lockStation(tx, *r.StationID); err != nil {
-				return nil, err
-			}
-		}
-		res := asRead(tx, &r, r.Status).Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
-		if res.Error != nil {
-			return nil, res.Error
-		}
-		if res.RowsAffected == 0 {
-			if attempt == 2 {
-				return nil, models.Errorf(models.CodeConflict, "battery %s keeps changing; try again", ret.SerialNumber)
-			}
-			continue // it moved or changed since it was read
-		}
-		if from != nil {
-			station, err := stationWithInventory(tx, from)
-			if err != nil {
-				return nil, err
-			}
-			o := s.outbox(tx, now)
-			o.inventory(station, models.ActionUpdated)
-			if err := o.flush(); err != nil {
-				return nil, err
-			}
-		}
-		r.StationID, r.ChargePercent, r.Status = &st.ID, ret.ChargePercent, status
-		return &r, nil
+	var r batteryRow
+	if err := tx.Where("serial_number = ?", ret.SerialNumber).Take(&r).Error; err != nil {
+		return nil, err
 	}
+	if r.Status != string(models.BatteryCollected) || r.StationID != nil {
+		where := "at a station"
+		switch models.BatteryStatus(r.Status) {
+		case models.BatteryBooked:
+			where = "booked"
+		case models.BatteryMaintenance:
+			where = "in maintenance"
+		}
+		return nil, notReturnable(ret.SerialNumber, where)
+	}
+	res = asRead(tx, &r, r.Status).Updates(map[string]any{"station_id": st.ID, "charge_percent": ret.ChargePercent, "status": status, "updated_at": now})
+	if res.Error != nil {
+		return nil, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return nil, notReturnable(ret.SerialNumber, "handed in elsewhere meanwhile")
+	}
+	r.StationID, r.ChargePercent, r.Status, r.UpdatedAt = &st.ID, ret.ChargePercent, status, now
+	return &r, nil
+}
+
+func notReturnable(serial, where string) error {
+	return models.Errorf(models.CodeBatteryNotReturnable, "battery %s is %s, not out with a rider: it cannot be handed in", serial, where)
 }
 
 // CancelBooking ends an active booking of actor (any booking for an admin)
 // and puts its battery back at the station (not_found, invalid_state).
 func (s *Store) CancelBooking(ctx context.Context, id int64, actor *models.User) (*models.Booking, error) {
-	if s.dialect.pipelines() {
-		return s.cancelBookingPipelined(ctx, id, actor)
+	a := releaseArgs{bookingID: id, cancel: true, anyBooking: actor == nil || actor.IsAdmin()}
+	if actor != nil {
+		a.actorID = actor.ID
 	}
 	var out *models.Booking
 	err := s.tx(ctx, func(tx *gorm.DB) error {
-		b, st, err := s.lockBooking(tx, id, actor)
-		if err != nil {
-			return err
+		var err error
+		out, err = s.release(tx, a)
+		if err == nil && out == nil {
+			// No active booking of the actor's: say why, from the booking
+			// as it is.
+			var r bookingRow
+			if err := tx.Select("user_id", "status").Take(&r, id).Error; err != nil {
+				return translate(err, "booking")
+			}
+			if !a.anyBooking && r.UserID != a.actorID {
+				return models.Errorf(models.CodeNotFound, "booking not found")
+			}
+			return models.Errorf(models.CodeInvalidState, "booking %d is %s", id, r.Status)
 		}
-		if !models.BookingStatus(b.Status).Active() {
-			return models.Errorf(models.CodeInvalidState, "booking %d is %s", b.ID, b.Status)
-		}
-		out, err = s.release(tx, b, st, models.BookingCancelled)
 		return err
 	})
 	return out, translate(err, "booking")
 }
 
-// release ends an active booking as cancelled or expired: the battery goes
-// back to the station and both the station and the holder are told.
-func (s *Store) release(tx *gorm.DB, b *bookingRow, st *stationRow, to models.BookingStatus) (*models.Booking, error) {
-	now := s.now()
-	upd := map[string]any{"status": to, "updated_at": now}
-	if to == models.BookingCancelled {
-		upd["cancelled_at"] = now
-	}
-	res := tx.Model(&bookingRow{}).Where("id = ? AND status IN ?", b.ID, activeStatuses).Updates(upd)
-	if res.Error != nil {
-		return nil, res.Error
-	}
-	if res.RowsAffected == 0 {
-		return nil, models.Errorf(models.CodeInvalidState, "booking %d is no longer active", b.ID)
-	}
-	if err := tx.Exec(`UPDATE batteries SET status = `+fmt.Sprintf(backAtStation, "?")+`, updated_at = ?
-		WHERE id = ?`, s.opts.ReadyCharge, now, b.BatteryID).Error; err != nil {
-		return nil, err
-	}
-	b.Status, b.UpdatedAt = string(to), now
-	if to == models.BookingCancelled {
-		b.CancelledAt = &now
-	}
-	station, err := stationWithInventory(tx, st)
+// release ends the active booking a names (under its station's lock) as
+// cancelled, or as expired once its hold has run out: the battery goes back
+// to the station and both the station and the holder are told. It returns
+// nil, and writes nothing, when no booking matched.
+func (s *Store) release(tx *gorm.DB, a releaseArgs) (*models.Booking, error) {
+	st, err := s.lockStationOf(tx, a.bookingID)
 	if err != nil {
 		return nil, err
 	}
-	o := s.outbox(tx, now)
-	releasedEvents(o, b, st, station, to)
-	return b.model(), o.flush()
+	a.station, a.now, a.ready = st, s.now(), s.opts.ReadyCharge
+	r, err := s.dialect.release(tx, a)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	o := s.outbox(tx, r.booking.UpdatedAt)
+	o.reserved = r.noteIDs
+	releasedEvents(o, &r.booking, st, st.model(r.inv), r.booking.Status == string(models.BookingCancelled))
+	return r.booking.model(), o.flush()
+}
+
+// lockStationOf locks the station of a booking (not_found).
+func (s *Store) lockStationOf(tx *gorm.DB, bookingID int64) (*stationRow, error) {
+	var st stationRow
+	q := s.dialect.lock(tx).Where("id = (SELECT station_id FROM bookings WHERE id = ?)", bookingID)
+	if err := q.Take(&st).Error; err != nil {
+		return nil, translate(err, "booking")
+	}
+	return &st, nil
 }
 
 // releasedEvents queues the events of a booking cancelled or expired.
-func releasedEvents(o *outboxWriter, b *bookingRow, st *stationRow, station *models.Station, to models.BookingStatus) {
-	if to == models.BookingCancelled {
+func releasedEvents(o *outboxWriter, b *bookingRow, st *stationRow, station *models.Station, cancelled bool) {
+	if cancelled {
 		o.inventory(station, models.ActionCancelled)
 		o.bookingEvent(b, st, models.EventBookingCancelled, "Booking cancelled",
 			fmt.Sprintf("Your booking at %s was cancelled.", st.Name), models.LevelInfo, nil)
@@ -444,4 +568,152 @@ func releasedEvents(o *outboxWriter, b *bookingRow, st *stationRow, station *mod
 	o.inventory(station, models.ActionExpired)
 	o.bookingEvent(b, st, models.EventBookingExpired, "Booking expired",
 		fmt.Sprintf("Your booking at %s expired and its battery went back to the station.", st.Name), models.LevelWarning, nil)
+}
+
+// releaseArgs names the booking to end and how: cancelled (by actorID, or
+// by anyone when anyBooking) or expired (only once its hold ran out by
+// now); station is its locked station, ready the ready charge.
+type releaseArgs struct {
+	bookingID  int64
+	cancel     bool
+	anyBooking bool
+	actorID    int64
+	station    *stationRow
+	now        time.Time
+	ready      int
+}
+
+// releaseResult is the booking ended, the station's counts after its
+// battery went back and, where the dialect reserves it, the id of the
+// holder's notification.
+type releaseResult struct {
+	booking bookingRow
+	inv     models.Inventory
+	noteIDs []int64
+}
+
+// pgReleased is pgRelease's row.
+type pgReleased struct {
+	ID                int64
+	UserID            int64
+	StationID         int64
+	BatteryID         int64
+	Status            string
+	ExpiresAt         time.Time
+	WarnedAt          *time.Time
+	ReadyAt           *time.Time
+	CollectedAt       *time.Time
+	CancelledAt       *time.Time
+	ReturnedBatteryID *int64
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	Was               string
+	Back              string
+	Available         int
+	Booked            int
+	Charging          int
+	Total             int
+	Note1             int64
+}
+
+// release on PostgreSQL is one statement (pgRelease) after the lock.
+func (*postgresDialect) release(tx *gorm.DB, a releaseArgs) (*releaseResult, error) {
+	var r pgReleased
+	res := tx.Raw(pgRelease, map[string]any{"id": a.bookingID, "since": a.station.UpdatedAt, "now": a.now, "cancel": a.cancel,
+		"any": a.anyBooking, "actor": a.actorID, "ready": a.ready}).Scan(&r)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return nil, res.Error
+	}
+	b := bookingRow{ID: r.ID, UserID: r.UserID, StationID: r.StationID, BatteryID: r.BatteryID, Status: r.Status, ExpiresAt: r.ExpiresAt,
+		WarnedAt: r.WarnedAt, ReadyAt: r.ReadyAt, CollectedAt: r.CollectedAt, CancelledAt: r.CancelledAt, ReturnedBatteryID: r.ReturnedBatteryID,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	out := &releaseResult{booking: b, inv: models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total},
+		noteIDs: []int64{r.Note1}}
+	shift(&out.inv, r.Was, r.Back)
+	return out, nil
+}
+
+// pgRelease ends an active booking (of @actor unless @any; only once it is
+// due unless @cancel) as cancelled or expired, puts its battery back, counts
+// the station's batteries (as they were when the statement began) and
+// reserves the id of the notification, in one statement. Its time is the
+// stamp rule's: the clock, or the last change of the booking, of the station
+// (@since) or of its batteries, if that is later.
+var pgRelease = `WITH b AS (
+	SELECT station_id, GREATEST(CAST(@now AS timestamptz), CAST(@since AS timestamptz), updated_at) AS at FROM bookings WHERE id = @id
+), inv AS (
+	SELECT ` + inventoryColumns + `, GREATEST(max(updated_at), (SELECT at FROM b)) AS at
+	FROM batteries WHERE station_id = (SELECT station_id FROM b)
+), ended AS (
+	UPDATE bookings SET status = CASE WHEN @cancel THEN 'cancelled' ELSE 'expired' END,
+		cancelled_at = CASE WHEN @cancel THEN inv.at END, updated_at = inv.at FROM inv
+	WHERE bookings.id = @id AND bookings.status IN ('confirmed', 'ready') AND (@any OR bookings.user_id = @actor)
+		AND (@cancel OR bookings.expires_at <= CAST(@now AS timestamptz))
+	RETURNING bookings.id, bookings.user_id, bookings.station_id, bookings.battery_id, bookings.status,
+		bookings.expires_at, bookings.warned_at, bookings.ready_at, bookings.collected_at, bookings.cancelled_at,
+		bookings.returned_battery_id, bookings.created_at, bookings.updated_at
+), returned AS (
+	UPDATE batteries SET status = ` + fmt.Sprintf(backAtStation, "@ready") + `, updated_at = ended.updated_at
+	FROM ended, batteries AS old
+	WHERE batteries.id = ended.battery_id AND old.id = batteries.id
+	RETURNING old.status AS was, batteries.status AS back
+)
+SELECT ended.*, returned.was, returned.back, inv.available, inv.booked, inv.charging, inv.total,
+	nextval('notifications_id_seq') AS note1
+FROM ended CROSS JOIN returned CROSS JOIN inv`
+
+// release on SQLite is a statement at a time.
+func (*sqliteDialect) release(tx *gorm.DB, a releaseArgs) (*releaseResult, error) {
+	var b bookingRow
+	if err := tx.Take(&b, a.bookingID).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if !models.BookingStatus(b.Status).Active() || !a.anyBooking && b.UserID != a.actorID || !a.cancel && a.now.Before(b.ExpiresAt) {
+		return nil, nil
+	}
+	at, err := stamp(tx, a.station, a.now, b.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	upd := map[string]any{"status": models.BookingExpired, "updated_at": at}
+	b.Status, b.UpdatedAt = string(models.BookingExpired), at
+	if a.cancel {
+		upd["status"], upd["cancelled_at"] = models.BookingCancelled, at
+		b.Status, b.CancelledAt = string(models.BookingCancelled), &at
+	}
+	res := tx.Model(&bookingRow{}).Where("id = ? AND status IN ?", b.ID, activeStatuses).Updates(upd)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return nil, res.Error
+	}
+	if err := tx.Exec(`UPDATE batteries SET status = `+fmt.Sprintf(backAtStation, "?")+`, updated_at = ? WHERE id = ?`,
+		a.ready, at, b.BatteryID).Error; err != nil {
+		return nil, err
+	}
+	inv, err := inventories(tx, []int64{a.station.ID})
+	if err != nil {
+		return nil, err
+	}
+	return &releaseResult{booking: b, inv: inv[a.station.ID]}, nil
+}
+
+// stamp is the time of a change under a station's lock: the clock's (now),
+// but never earlier than the last change of the station, of its batteries
+// or of the other rows it changes (also). A change that waited for the lock
+// is so never stamped before one that committed ahead of it, whatever the
+// clocks of the instances say, and a station's events keep their order in
+// time. pgBook and pgRelease apply the same rule in SQL.
+func stamp(tx *gorm.DB, st *stationRow, now time.Time, also ...time.Time) (time.Time, error) {
+	var last []time.Time
+	if err := tx.Model(&batteryRow{}).Where("station_id = ?", st.ID).Order("updated_at DESC").Limit(1).Pluck("updated_at", &last).Error; err != nil {
+		return time.Time{}, err
+	}
+	at := now
+	for _, t := range append(append(last, st.UpdatedAt), also...) {
+		if t.After(at) {
+			at = t
+		}
+	}
+	return at.UTC(), nil
 }

@@ -8,29 +8,47 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/glebarez/sqlite"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
-// dialect is the one place that branches on PostgreSQL versus SQLite.
-type dialect struct {
-	name   string
-	goose  goose.Dialect
-	folder string
+// dialect is the seam between the store and its database: everything that
+// differs between PostgreSQL (dialect_postgres.go) and SQLite
+// (dialect_sqlite.go) is a method here, and nothing else in the package
+// asks which database it runs on. The booking path's per-dialect SQL text
+// (book, release, the outbox write) sits beside the Go code that runs it in
+// booking.go and outbox.go.
+type dialect interface {
+	// name is "postgres" or "sqlite".
+	name() string
+	// open returns GORM's dialector for dsn.
+	open(dsn string, opts Options) (gorm.Dialector, error)
+	// tune sizes the pool and returns its size.
+	tune(db *sql.DB, opts Options) int
+	// migrations names goose's dialect, the migrations folder and the
+	// provider's options.
+	migrations() (goose.Dialect, string, []goose.ProviderOption, error)
+	// lock makes a query lock the rows it reads until the transaction ends.
+	lock(tx *gorm.DB) *gorm.DB
+	// lease waits for the relay lease.
+	lease(ctx context.Context, s *Store) (*relayLease, error)
+	// listen runs, until ctx ends, whatever wakes this instance's relay for
+	// other instances' commits and tells them of this one's (s.announce).
+	listen(ctx context.Context, s *Store)
+	// close releases what open took beyond the pool (a file lock).
+	close() error
+
+	// book claims the best free battery of a locked, open station and
+	// inserts the booking for it (bookArgs, booking.go).
+	book(tx *gorm.DB, a bookArgs) (*bookResult, error)
+	// release ends an active booking as cancelled or expired and puts its
+	// battery back (releaseArgs, booking.go); nil when no booking matched.
+	release(tx *gorm.DB, a releaseArgs) (*releaseResult, error)
+	// writeOutbox inserts notifications whose ids were reserved (by book or
+	// release) and the change's events (outbox.go).
+	writeOutbox(tx *gorm.DB, notes []notificationRow, evs []eventRow) error
 }
-
-var (
-	postgresDialect = dialect{name: "postgres", goose: goose.DialectPostgres, folder: "postgres"}
-	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3, folder: "sqlite"}
-)
 
 // DefaultSQLitePath is the embedded database used when nothing is configured.
 const DefaultSQLitePath = "batteryswap.db"
@@ -42,28 +60,29 @@ const DefaultSQLitePath = "batteryswap.db"
 func dialectFor(url string) (dialect, string, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return postgresDialect, url, nil
+		return &postgresDialect{}, url, nil
 	case url == "":
 		url = DefaultSQLitePath
 	case !strings.HasPrefix(url, "sqlite://") && strings.Contains(url, "://"):
 		scheme, _, _ := strings.Cut(url, "://")
-		return dialect{}, "", fmt.Errorf("store: database URL scheme %q: use postgres://… or sqlite://PATH (or a file path)", scheme)
+		return nil, "", fmt.Errorf("store: database URL scheme %q: use postgres://… or sqlite://PATH (or a file path)", scheme)
 	case strings.Contains(url, "=") && strings.ContainsAny(url, " \t"):
-		return dialect{}, "", errors.New("store: the database URL looks like a list of key=value settings: use postgres://user:password@host:port/dbname?sslmode=…")
+		return nil, "", errors.New("store: the database URL looks like a list of key=value settings: use postgres://user:password@host:port/dbname?sslmode=…")
 	}
 	path := strings.TrimPrefix(url, "sqlite://")
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
 	if dir := filepath.Dir(path); !isDir(dir) {
-		return dialect{}, "", fmt.Errorf("store: the SQLite file's directory %q does not exist", dir)
+		return nil, "", fmt.Errorf("store: the SQLite file's directory %q does not exist", dir)
 	}
+	d := &sqliteDialect{path: path}
 	// The path is part of a file: URI, where % and # mean something.
 	path = strings.NewReplacer("%", "%25", "#", "%23").Replace(path)
 	// WAL lets readers go on beside the writer; the busy timeout covers
 	// another process (a CLI command) touching the file; times are written
 	// in one sortable UTC format so that SQL comparisons on them hold.
-	return sqliteDialect, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite", nil
+	return d, "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_time_format=sqlite", nil
 }
 
 func isDir(path string) bool {
@@ -71,55 +90,36 @@ func isDir(path string) bool {
 	return err == nil && st.IsDir()
 }
 
-func (d dialect) open(dsn string) gorm.Dialector {
-	if d.name == "postgres" {
-		return postgres.New(postgres.Config{DSN: dsn, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionAfterConnect(scanTimesInUTC)}})
+// errKind is what a driver error means to the store, read from the
+// driver's codes (classify), never from its message text.
+type errKind int
+
+const (
+	errOther errKind = iota
+	// errUnique: a unique index refused the row.
+	errUnique
+	// errGaveWay: the database ended this transaction to let a concurrent
+	// one on (a deadlock); trying again may work.
+	errGaveWay
+	// errDown: the database could not be reached or dropped the connection.
+	errDown
+)
+
+// classify reads a driver error's kind from its codes: PostgreSQL's
+// SQLSTATE (pgKind) or SQLite's extended result code (sqliteKind). The two
+// drivers' error types differ, so an error is only ever one of them.
+func classify(err error) errKind {
+	if err == nil {
+		return errOther
 	}
-	return sqlite.Open(dsn)
-}
-
-// scanTimesInUTC makes pgx read timestamptz columns as UTC instead of the
-// process's local zone, so that times leave the store (and reach clients)
-// in UTC whatever TZ the server runs in.
-func scanTimesInUTC(_ context.Context, conn *pgx.Conn) error {
-	conn.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
-		Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
-	return nil
-}
-
-// tune sizes the pool and returns its size.
-func (d dialect) tune(db *sql.DB, opts Options) int {
-	if d.name == "sqlite" {
-		// One connection: SQLite has one writer anyway, and serialising in
-		// the pool instead of in the file lock means no SQLITE_BUSY and the
-		// station "lock" is the transaction itself.
-		db.SetMaxOpenConns(1)
-		return 1
+	if k, ok := pgKind(err); ok {
+		return k
 	}
-	n := opts.MaxOpenConns
-	if n <= 0 {
-		n = 32
+	if k, ok := sqliteKind(err); ok {
+		return k
 	}
-	db.SetMaxOpenConns(n)
-	db.SetMaxIdleConns(n)
-	return n
-}
-
-// lockStation locks the station row for the rest of the transaction:
-// SELECT … FOR UPDATE on PostgreSQL; on SQLite the single connection already
-// serialises writers.
-func (d dialect) lockStation(tx *gorm.DB) *gorm.DB {
-	if d.name == "postgres" {
-		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	if netDown(err) {
+		return errDown
 	}
-	return tx
+	return errOther
 }
-
-// pipelines reports whether the two hot transactions (book, cancel) go
-// straight to pgx, which pipelines a transaction's statements into two
-// round trips (booking_pg.go), instead of through GORM a statement at a time.
-func (d dialect) pipelines() bool { return d.name == "postgres" }
-
-// notifyChannel is the PostgreSQL channel on which instances announce
-// committed outbox rows to each other's relays.
-const notifyChannel = "batteryswap_outbox"

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +27,37 @@ func TestUniqueViolationByCode(t *testing.T) {
 	}
 	if isUniqueViolation(&pgconn.PgError{Code: "23503", Message: "verletzt Fremdschlüssel-Constraint"}) {
 		t.Error("a foreign-key violation is seen as a unique violation")
+	}
+}
+
+// SQLite's unique violations are known by its extended result code (a
+// real one, from the driver), and other constraint failures are not.
+func TestSQLiteUniqueViolationByCode(t *testing.T) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "codes.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, n INTEGER NOT NULL CHECK (n > 0))",
+		"INSERT INTO t (id, k, n) VALUES (1, 'a', 1)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, dup := db.Exec("INSERT INTO t (id, k, n) VALUES (2, 'a', 1)")
+	_, pk := db.Exec("INSERT INTO t (id, k, n) VALUES (1, 'b', 1)")
+	_, check := db.Exec("INSERT INTO t (id, k, n) VALUES (3, 'c', 0)")
+	if !isUniqueViolation(dup) || !isUniqueViolation(pk) {
+		t.Errorf("unique and primary-key violations not seen as unique: %v; %v", dup, pk)
+	}
+	if check == nil || isUniqueViolation(check) || classify(check) != errOther {
+		t.Errorf("a CHECK failure is classified %v: %v", classify(check), check)
+	}
+	// The text alone decides nothing.
+	if isUniqueViolation(errors.New("UNIQUE constraint failed: t.k")) {
+		t.Error("a message that says unique constraint is seen as a unique violation")
 	}
 }
 

@@ -24,7 +24,11 @@ func (s *Store) WarnExpiring(ctx context.Context) (int, error) {
 		Order("expires_at").Limit(expiryBatch).Pluck("id", &ids).Error; err != nil {
 		return 0, translate(err, "bookings")
 	}
-	return s.sweep(ctx, ids, func(tx *gorm.DB, b *bookingRow, st *stationRow) (bool, error) {
+	return s.sweep(ctx, ids, func(tx *gorm.DB, id int64) (bool, error) {
+		b, st, err := s.lockBooking(tx, id, nil)
+		if err != nil {
+			return false, err
+		}
 		res := tx.Model(&bookingRow{}).Where("id = ? AND status IN ? AND warned_at IS NULL", b.ID, activeStatuses).
 			Updates(map[string]any{"warned_at": now, "updated_at": now})
 		if res.Error != nil || res.RowsAffected == 0 {
@@ -50,30 +54,23 @@ func (s *Store) ExpireDue(ctx context.Context) (int, error) {
 		Order("expires_at").Limit(expiryBatch).Pluck("id", &ids).Error; err != nil {
 		return 0, translate(err, "bookings")
 	}
-	return s.sweep(ctx, ids, func(tx *gorm.DB, b *bookingRow, st *stationRow) (bool, error) {
-		if !models.BookingStatus(b.Status).Active() || now.Before(b.ExpiresAt) {
-			return false, nil // another expirer, a collect or a cancel came first
-		}
-		_, err := s.release(tx, b, st, models.BookingExpired)
-		if models.IsCode(err, models.CodeInvalidState) {
-			return false, nil // its conditional update lost the race: nothing was written
-		}
-		return err == nil, err
+	return s.sweep(ctx, ids, func(tx *gorm.DB, id int64) (bool, error) {
+		// Nothing matches when another expirer, a collect or a cancel came
+		// first: then nothing is written.
+		b, err := s.release(tx, releaseArgs{bookingID: id, anyBooking: true})
+		return b != nil, err
 	})
 }
 
-// sweep runs change on each booking, each in its own transaction under the
-// booking's station lock, and counts the bookings it changed.
-func (s *Store) sweep(ctx context.Context, ids []int64, change func(tx *gorm.DB, b *bookingRow, st *stationRow) (bool, error)) (int, error) {
+// sweep runs change on each booking, each in its own transaction (change
+// takes the booking's station lock), and counts the bookings it changed.
+func (s *Store) sweep(ctx context.Context, ids []int64, change func(tx *gorm.DB, id int64) (bool, error)) (int, error) {
 	n := 0
 	for _, id := range ids {
 		changed := false
 		err := s.tx(ctx, func(tx *gorm.DB) error {
-			b, st, err := s.lockBooking(tx, id, nil)
-			if err != nil {
-				return err
-			}
-			changed, err = change(tx, b, st)
+			var err error
+			changed, err = change(tx, id)
 			return err
 		})
 		if err != nil {

@@ -8,33 +8,50 @@ import (
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"batteryswap/migrations"
 )
 
 func (s *Store) provider() (*goose.Provider, error) {
-	sub, err := fs.Sub(migrations.FS, s.dialect.folder)
+	dialect, folder, opts, err := s.dialect.migrations()
 	if err != nil {
 		return nil, err
 	}
-	var opts []goose.ProviderOption
-	if s.dialect.name == "postgres" {
-		// Instances that start together with AUTO_MIGRATE take turns.
-		locker, err := lock.NewPostgresSessionLocker()
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
+	sub, err := fs.Sub(migrations.FS, folder)
+	if err != nil {
+		return nil, err
 	}
-	return goose.NewProvider(s.dialect.goose, s.sqlDB, sub, opts...)
+	return goose.NewProvider(dialect, s.sqlDB, sub, opts...)
 }
 
-// Migrate applies every pending migration.
+// notNewer refuses a database whose schema is newer than this binary's
+// migrations (a newer version migrated it): this binary would run on a
+// schema it does not know, silently. It names both versions.
+func notNewer(ctx context.Context, p *goose.Provider) error {
+	have, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migration status: %w", err)
+	}
+	var latest int64
+	for _, src := range p.ListSources() {
+		latest = max(latest, src.Version)
+	}
+	if have > latest {
+		return fmt.Errorf("store: the database's schema is at migration %05d, newer than this binary's migrations (up to %05d): "+
+			"run a batteryswap that has migration %05d, or roll the database back with that version's \"batteryswap migrate down\"", have, latest, have)
+	}
+	return nil
+}
+
+// Migrate applies every pending migration. A database whose schema is
+// newer than this binary's migrations is refused.
 func (s *Store) Migrate(ctx context.Context) error {
 	p, err := s.provider()
 	if err != nil {
 		return fmt.Errorf("store: migrations: %w", err)
+	}
+	if err := notNewer(ctx, p); err != nil {
+		return err
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("store: migrate up: %w", err)
@@ -43,11 +60,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 }
 
 // MigrationsPending reports whether the database lacks migrations this
-// binary has.
+// binary has. A database whose schema is newer than this binary's
+// migrations is an error.
 func (s *Store) MigrationsPending(ctx context.Context) (bool, error) {
 	p, err := s.provider()
 	if err != nil {
 		return false, fmt.Errorf("store: migrations: %w", err)
+	}
+	if err := notNewer(ctx, p); err != nil {
+		return false, err
 	}
 	pending, err := p.HasPending(ctx)
 	if err != nil {

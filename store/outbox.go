@@ -2,6 +2,8 @@ package store
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -44,6 +46,9 @@ type outboxWriter struct {
 	now    time.Time
 	events []eventRow
 	users  []userEvent
+	// reserved holds the ids the change reserved for its notifications
+	// (dialect.book and release on PostgreSQL), if it did.
+	reserved []int64
 	// written holds the notifications flush inserted, with their ids.
 	written []notificationRow
 }
@@ -89,12 +94,25 @@ func (o *outboxWriter) bookingEvent(b *bookingRow, st *stationRow, typ, title, m
 	o.user(b.UserID, typ, title, level, f)
 }
 
-// flush writes the queued events (and notifications) through GORM;
-// Store.tx wakes the relays once the transaction commits.
+// flush writes the queued events (and notifications) in the change's
+// transaction; Store.tx wakes the relays once it commits. Notifications
+// whose ids were reserved go in with the events through the dialect's
+// writeOutbox (one statement on PostgreSQL); others are inserted first, for
+// the ids their events name.
 func (o *outboxWriter) flush() error {
 	notes, err := o.notifications()
 	if err != nil {
 		return err
+	}
+	if o.reserved != nil {
+		if len(o.reserved) != len(notes) {
+			return fmt.Errorf("store: %d notification ids reserved for %d notifications", len(o.reserved), len(notes))
+		}
+		for i := range notes {
+			notes[i].ID = o.reserved[i]
+		}
+		o.written = notes
+		return o.s.dialect.writeOutbox(o.tx, notes, o.rows(notes))
 	}
 	if len(notes) > 0 {
 		// One multi-row insert; the ids come back in row order.
@@ -137,4 +155,52 @@ func (o *outboxWriter) rows(notes []notificationRow) []eventRow {
 	}
 	o.users = nil
 	return o.events
+}
+
+// writeOutbox on PostgreSQL inserts the notifications, with their reserved
+// ids, and the events in one statement.
+func (*postgresDialect) writeOutbox(tx *gorm.DB, notes []notificationRow, evs []eventRow) error {
+	var q strings.Builder
+	args := make([]any, 0, 8*len(notes)+4*len(evs))
+	if len(notes) > 0 {
+		q.WriteString("WITH n AS (INSERT INTO notifications (id, user_id, type, title, message, level, data, created_at) VALUES ")
+		for i, n := range notes {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, n.ID, n.UserID, n.Type, n.Title, n.Message, n.Level, n.Data, n.CreatedAt)
+		}
+		q.WriteString(") ")
+		if len(evs) == 0 {
+			q.WriteString("SELECT 1")
+		}
+	}
+	if len(evs) > 0 {
+		q.WriteString("INSERT INTO events (type, topic, payload, created_at) VALUES ")
+		for i, e := range evs {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?)")
+			args = append(args, e.Type, e.Topic, e.Payload, e.CreatedAt)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	return tx.Exec(q.String(), args...).Error
+}
+
+// writeOutbox on SQLite inserts the notifications, then the events.
+func (*sqliteDialect) writeOutbox(tx *gorm.DB, notes []notificationRow, evs []eventRow) error {
+	if len(notes) > 0 {
+		if err := tx.Create(&notes).Error; err != nil {
+			return err
+		}
+	}
+	if len(evs) > 0 {
+		return tx.Create(&evs).Error
+	}
+	return nil
 }

@@ -87,3 +87,36 @@ func TestReclassLeavesAnExpiredHoldToTheExpirer(t *testing.T) {
 		})
 	}
 }
+
+// TestReclassPutsAReadyBookingBackWhenReadyChargeRose: after READY_CHARGE
+// rises from 40 to 80, a ready booking of a pack at 60 % goes back to
+// confirmed at start, as telemetry of that charge would (charge_dropped).
+func TestReclassPutsAReadyBookingBackWhenReadyChargeRose(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := storetest.URL(t, d)
+			before := &fixture{t: t, s: storetest.OpenURL(t, url, store.Options{ReadyCharge: 40}), clock: newClock(), ctx: context.Background()}
+			st := before.station("Rise", 60)
+			rider := before.user("rise@example.com")
+			b, _, err := before.s.CreateBooking(before.ctx, rider.ID, st.ID, "")
+			if err != nil || b.Status != models.BookingReady {
+				t.Fatalf("booking: %+v, %v; want ready", b, err)
+			}
+			f := &fixture{t: t, s: storetest.OpenURL(t, url, store.Options{ReadyCharge: 80}), clock: before.clock, ctx: before.ctx}
+			start := f.head()
+			if n, err := f.s.ReclassByCharge(f.ctx); err != nil || n != 1 {
+				t.Fatalf("ReclassByCharge = %d, %v; want 1", n, err)
+			}
+			if got, _ := f.s.FindBookingByID(f.ctx, b.ID); got.Status != models.BookingConfirmed {
+				t.Fatalf("booking %s, want confirmed", got.Status)
+			}
+			evs := f.events(start, models.TopicStations, models.UserTopic(rider.ID))
+			if len(evs) != 1 || evs[0].Type != models.EventBookingConfirmed || payload(t, evs[0])["reason"] != "charge_dropped" {
+				t.Fatalf("events %v, want booking_confirmed (charge_dropped)", types(evs))
+			}
+			if n, err := f.s.ReclassByCharge(f.ctx); err != nil || n != 0 {
+				t.Fatalf("second run: %d, %v; want 0", n, err)
+			}
+		})
+	}
+}

@@ -9,10 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"batteryswap/models"
 	"batteryswap/stream"
@@ -28,9 +25,6 @@ type relayStateRow struct {
 }
 
 func (relayStateRow) TableName() string { return "relay_state" }
-
-// relayLockKey is the PostgreSQL advisory lock that elects the one relay.
-const relayLockKey int64 = 0x62737770 // "bswp"
 
 // sequenceBatch bounds the rows one Pending call sequences.
 const sequenceBatch = 1000
@@ -117,120 +111,12 @@ func (s *Store) TrimBefore(ctx context.Context, t time.Time) (int64, error) {
 // Wakeups implements stream.Outbox.
 func (s *Store) Wakeups() <-chan struct{} { return s.wake }
 
-// AcquireRelay implements stream.Outbox. On PostgreSQL the lease is a
-// session advisory lock held on a dedicated connection, which also runs the
-// lease's queries, so a relay whose connection dies loses the lock and its
-// half-done work together. On SQLite, one process owns the file and the lease
-// is in-process.
+// AcquireRelay implements stream.Outbox: the dialect's lease (an advisory
+// lock on PostgreSQL, in-process on SQLite).
 func (s *Store) AcquireRelay(ctx context.Context) (stream.RelayLease, error) {
-	if s.dialect.name != "postgres" {
-		select {
-		case s.relayLock <- struct{}{}:
-			return &relayLease{s: s, db: s.db, lost: make(chan struct{}), release: func() { <-s.relayLock }}, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	for {
-		conn, err := s.sqlDB.Conn(ctx)
-		if err == nil {
-			var ok bool
-			if err = conn.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", relayLockKey).Scan(&ok); err == nil && ok {
-				var l *relayLease
-				if l, err = s.pgLease(conn); err == nil {
-					return l, nil
-				}
-				_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
-				resetLeaseSession(ctx, conn)
-			}
-			conn.Close()
-		}
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("relay lease: lock attempt failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// resetLeaseSession undoes the lease's session limits before its connection
-// goes back to the pool.
-func resetLeaseSession(ctx context.Context, conn *sql.Conn) {
-	_, _ = conn.ExecContext(ctx, "RESET idle_session_timeout")
-	_, _ = conn.ExecContext(ctx, "RESET idle_in_transaction_session_timeout")
-}
-
-func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// Silent for leaseIdle, in a transaction or not, the session ends.
-	// idle_session_timeout is PostgreSQL 14's; on an older server the lease
-	// goes without it (a frozen holder then lasts until TCP gives up).
-	ms := leaseIdle.Milliseconds()
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET idle_in_transaction_session_timeout = %d", ms)); err != nil {
-		return nil, err
-	}
-	var pe *pgconn.PgError
-	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET idle_session_timeout = %d", ms)); errors.As(err, &pe) && pe.Code == "42704" /* undefined_object */ {
-		s.log.Warn("relay lease: this PostgreSQL has no idle_session_timeout (14 or later has); a frozen relay holder keeps the lease until its connection drops")
-	} else if err != nil {
-		return nil, err
-	}
-	// A GORM handle of its own over the one connection: every lease query
-	// runs where the lock is held.
-	db, err := gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
+	l, err := s.dialect.lease(ctx, s)
 	if err != nil {
 		return nil, err
-	}
-	stop := make(chan struct{})
-	l := &relayLease{s: s, db: db, lost: make(chan struct{}), stop: stop}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(leasePing)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				// Never between the lease's own statements: pgx refuses a
-				// ping while a result is still being read ("conn busy"),
-				// and database/sql then closes the connection, and the
-				// lease with it.
-				l.mu.Lock()
-				err := conn.PingContext(ctx)
-				l.mu.Unlock()
-				cancel()
-				if err != nil {
-					l.markLost()
-					return
-				}
-			}
-		}
-	}()
-	s.lease.Store(l)
-	l.release = func() {
-		s.lease.CompareAndSwap(l, nil)
-		close(stop)
-		wg.Wait()
-		select {
-		case <-l.lost:
-			// A dead connection must not go back to the pool.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		default:
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", relayLockKey)
-			// Back in the pool, the connection may sit idle.
-			resetLeaseSession(ctx, conn)
-			cancel()
-		}
-		conn.Close()
 	}
 	return l, nil
 }
@@ -311,10 +197,7 @@ func (l *relayLease) checkConn(err error) {
 	if l.stop == nil || errors.Is(err, context.Canceled) {
 		return
 	}
-	// A FATAL error means PostgreSQL ended the session (and released the
-	// lock), e.g. after leaseIdle of silence.
-	var pe *pgconn.PgError
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || (errors.As(err, &pe) && pe.Severity == "FATAL") {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) || leaseConnLost(err) {
 		l.markLost()
 	}
 }

@@ -178,7 +178,10 @@ func (s *Store) UpdateStation(ctx context.Context, id int64, p models.StationPat
 				r.Message = ""
 			}
 		}
-		now := s.now()
+		now, err := stamp(tx, r, s.now())
+		if err != nil {
+			return err
+		}
 		r.UpdatedAt = now
 		if err := tx.Save(r).Error; err != nil {
 			return err
@@ -200,7 +203,7 @@ func (s *Store) UpdateStation(ctx context.Context, id int64, p models.StationPat
 // lockStation reads and locks the station row for the transaction.
 func (s *Store) lockStation(tx *gorm.DB, id int64) (*stationRow, error) {
 	var r stationRow
-	if err := s.dialect.lockStation(tx).Take(&r, id).Error; err != nil {
+	if err := s.dialect.lock(tx).Take(&r, id).Error; err != nil {
 		return nil, translate(err, "station")
 	}
 	return &r, nil

@@ -1,28 +1,31 @@
 // Package store persists batteryswap in PostgreSQL or an embedded SQLite file
-// through GORM. Every change runs in one transaction that locks the station
-// row, changes battery and booking rows, and writes the change's events into
-// the outbox, so a committed change always has its events and a rolled-back
-// one never does. The store also implements stream.Outbox for the relay.
+// through GORM. Every write is one implementation for both databases and
+// runs inside db.Transaction: it locks the station row, changes battery and
+// booking rows, and writes the change's events into the outbox, so a
+// committed change always has its events and a rolled-back one never does;
+// after the commit it wakes the relay. Where one statement does a write's
+// work faster (the booking's claim-and-insert on PostgreSQL), it still runs
+// through GORM (tx.Raw(...).Scan), and only its SQL text differs per
+// database, beside the Go code that runs it.
+//
+// What differs between the databases is the dialect interface
+// (dialect.go): opening and tuning the pool, locking a row, the relay lease,
+// the listener that wakes other instances, and the per-dialect SQL. Driver
+// errors are classified once, by their codes (classify). The store also
+// implements stream.Outbox for the relay.
 package store
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
@@ -43,6 +46,11 @@ type Options struct {
 	MaxOpenConns int
 	// Logger receives background errors (the NOTIFY listener).
 	Logger *slog.Logger
+	// Exclusive: on SQLite, hold an exclusive lock on the database file
+	// while the store is open, and refuse to open when another process
+	// holds it: one server per file (serve asks for it; the commands,
+	// which may run beside a server, do not). PostgreSQL ignores it.
+	Exclusive bool
 }
 
 // Store is the database. It is safe for concurrent use.
@@ -58,9 +66,8 @@ type Store struct {
 	announce  chan struct{} // PostgreSQL: tell the other instances' relays
 	instance  string        // NOTIFY payload, so the listener skips its own
 	relayLock chan struct{} // SQLite: the in-process relay lease
-	// pgSlots admits the pipelined transactions to the pool first come,
-	// first served.
-	pgSlots admission
+	// slots admits transactions to the pool first come, first served.
+	slots admission
 	// lease is this instance's live PostgreSQL relay lease, if it holds one:
 	// its own commits then need no NOTIFY, since no other relay is active.
 	lease     atomic.Pointer[relayLease]
@@ -93,7 +100,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	cfg := &gorm.Config{
-		TranslateError:         true,
+		// Driver errors reach classify with their codes.
+		TranslateError: false,
+		// Every write names its own transaction (Store.tx); a single
+		// statement needs none around it.
 		SkipDefaultTransaction: true,
 		// No GORM statement cache: inside transactions it prepares and
 		// deallocates every statement each time; pgx's own per-connection
@@ -102,12 +112,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		Logger:      logger.Discard,
 		NowFunc:     func() time.Time { return opts.Now().UTC().Truncate(time.Microsecond) },
 	}
-	db, err := gorm.Open(d.open(dsn), cfg)
+	dialector, err := d.open(dsn, opts)
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", d.name, err)
+		return nil, err
+	}
+	db, err := gorm.Open(dialector, cfg)
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("store: open %s: %w", d.name(), err)
 	}
 	sqlDB, err := db.DB()
 	if err != nil {
+		d.close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	poolSize := d.tune(sqlDB, opts)
@@ -115,7 +131,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	defer cancel()
 	if err := sqlDB.PingContext(pctx); err != nil {
 		sqlDB.Close()
-		return nil, fmt.Errorf("store: connect to %s: %w", d.name, err)
+		d.close()
+		return nil, fmt.Errorf("store: connect to %s: %w", d.name(), err)
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s := &Store{
@@ -125,15 +142,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		instance:  rand.Text(),
 		relayLock: make(chan struct{}, 1),
 		// One place fewer than the pool has connections: the relay lease
-		// keeps one, and bookings should wait here, not in the pool's queue.
-		pgSlots: make(admission, max(poolSize-1, 1)),
-		stop:    stop,
+		// keeps one, and writes should wait here, not in the pool's queue.
+		slots: make(admission, max(poolSize-1, 1)),
+		stop:  stop,
 	}
-	if d.name == "postgres" {
-		s.bg.Add(2)
-		go func() { defer s.bg.Done(); s.listen(bg) }()
-		go func() { defer s.bg.Done(); s.announcer(bg) }()
-	}
+	s.bg.Go(func() { d.listen(bg, s) })
 	return s, nil
 }
 
@@ -141,7 +154,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 func (s *Store) DB() *gorm.DB { return s.db }
 
 // Dialect is "postgres" or "sqlite".
-func (s *Store) Dialect() string { return s.dialect.name }
+func (s *Store) Dialect() string { return s.dialect.name() }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx) }
@@ -150,7 +163,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx
 func (s *Store) Close() error {
 	s.stop()
 	s.bg.Wait()
-	return s.sqlDB.Close()
+	return errors.Join(s.sqlDB.Close(), s.dialect.close())
 }
 
 func (s *Store) now() time.Time { return s.opts.Now().UTC().Truncate(time.Microsecond) }
@@ -159,8 +172,13 @@ func (s *Store) now() time.Time { return s.opts.Now().UTC().Truncate(time.Micros
 func (s *Store) ReadyCharge() int { return s.opts.ReadyCharge }
 
 // tx runs fn in one transaction, then wakes the relay if it committed.
+// Transactions take the pool's connections in the order they asked.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return fn(tx) })
+	if err := s.slots.enter(ctx); err != nil {
+		return err
+	}
+	err := s.db.WithContext(ctx).Transaction(fn)
+	s.slots.leave()
 	if err == nil {
 		s.signal()
 	}
@@ -200,13 +218,10 @@ func translate(err error, what string) error {
 	if errors.As(err, &de) {
 		return err
 	}
-	if unavailable(err) {
+	switch classify(err) {
+	case errDown:
 		return fmt.Errorf("store: %s: %w: %w", what, errUnavailable, err)
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "40P01" /* deadlock_detected */ {
-		// Two changes locked the same stations in opposite orders (swap-ins
-		// of packs registered at each other's station); one gave way.
+	case errGaveWay:
 		return models.Errorf(models.CodeConflict, "%s: a concurrent change got in the way; try again", what)
 	}
 	return fmt.Errorf("store: %s: %w", what, err)
@@ -219,40 +234,12 @@ var errUnavailable = models.Errorf(models.CodeServiceUnavailable, "the database 
 
 // unavailable reports whether err says the database could not be reached or
 // dropped the connection, rather than that the request was wrong: a failed
-// connect, a broken connection, or PostgreSQL shutting down, starting up or
+// connect, a broken connection, or the server shutting down, starting up or
 // out of connection slots. A connect refused for bad credentials, an
 // unknown database or a certificate that does not verify is not: that is
 // the configuration, an internal error for the log at ERROR, not a moment
-// to wait out. (Context errors never get
-// here: translate returns them first.)
-func unavailable(err error) bool {
-	var ce *pgconn.ConnectError
-	connecting := errors.As(err, &ce)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "08000", "08001", "08003", "08004", "08006", // connection_exception and kin, not 08P01 protocol_violation
-			"57P01", "57P02", "57P03", // admin_shutdown, crash_shutdown, cannot_connect_now
-			"53300": // too_many_connections
-			return true
-		case "55000": // on connect: the database does not allow connections now
-			return connecting
-		}
-		return false
-	}
-	var cert *tls.CertificateVerificationError
-	var unknownCA x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	if errors.As(err, &cert) || errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) {
-		return false // the TLS set-up (sslmode, sslrootcert, the host name): configuration
-	}
-	if connecting || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	var ne net.Error
-	return errors.As(err, &ne)
-}
+// to wait out.
+func unavailable(err error) bool { return classify(err) == errDown }
 
 // page applies keyset pagination on col: ascending after the cursor, or,
 // newestFirst, descending below it.
@@ -271,10 +258,5 @@ func page(q *gorm.DB, p models.Page, col string, newestFirst bool) *gorm.DB {
 	return q.Order(order).Limit(limit)
 }
 
-func isUniqueViolation(err error) bool {
-	// GORM translates the dialects' errors; the pipelined path (pgx) hands
-	// back PostgreSQL's own, whose code does not depend on lc_messages.
-	var pe *pgconn.PgError
-	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &pe) && pe.Code == "23505" /* unique_violation */) ||
-		(err != nil && strings.Contains(strings.ToLower(err.Error()), "unique constraint"))
-}
+// isUniqueViolation reports whether a unique index refused a row.
+func isUniqueViolation(err error) bool { return classify(err) == errUnique }

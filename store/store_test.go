@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/gorm"
-
 	"batteryswap/models"
 	"batteryswap/store"
 	"batteryswap/store/storetest"
@@ -291,6 +289,66 @@ func TestChargingBookingTurnsReadyByTelemetry(t *testing.T) {
 		booked := models.BatteryBooked
 		_, err = f.s.UpdateBattery(f.ctx, other, models.BatteryPatch{Status: &booked})
 		wantCode(t, err, models.CodeValidationFailed)
+	})
+}
+
+// Telemetry that drops a ready booking's pack under READY_CHARGE puts the
+// booking back to confirmed (it cannot be collected) and tells the rider
+// with booking_confirmed, reason charge_dropped; charged again, it is ready
+// again. A reading that stays over the threshold changes nothing.
+func TestChargeDropPutsAReadyBookingBackToConfirmed(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("drop@example.com")
+		st := f.station("Dip", 95)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil || b.Status != models.BookingReady {
+			t.Fatalf("book: %+v %v, want ready", b, err)
+		}
+		c := 85
+		mid := f.head()
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		if evs := f.events(mid, models.UserTopic(rider.ID)); len(evs) != 0 {
+			t.Fatalf("a reading over the threshold sent %v", types(evs))
+		}
+		c = 40
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.s.FindBookingByID(f.ctx, b.ID)
+		if err != nil || got.Status != models.BookingConfirmed || got.ReadyAt != nil {
+			t.Fatalf("booking after the drop: %+v %v, want confirmed, not ready", got, err)
+		}
+		evs := f.events(mid, models.TopicStations, models.UserTopic(rider.ID))
+		if got := strings.Join(types(evs), ","); got != "booking_confirmed" {
+			t.Fatalf("events %s, want booking_confirmed", got)
+		}
+		p := payload(t, evs[0])
+		info, _ := p["battery_info"].(map[string]any)
+		if p["reason"] != "charge_dropped" || p["booking_id"] != float64(b.ID) || p["station_id"] != float64(st.ID) ||
+			p["station_name"] != "Dip" || info["charge_percent"] != 40.0 || info["id"] != float64(b.BatteryID) || p["message"] == "" {
+			t.Fatalf("booking_confirmed = %v", p)
+		}
+		notes, err := f.s.ListNotifications(f.ctx, rider.ID, true, models.Page{Limit: 10})
+		if err != nil || len(notes) == 0 || notes[0].Type != models.EventBookingConfirmed {
+			t.Fatalf("notifications %+v %v, want the booking_confirmed kept", notes, err)
+		}
+		_, err = f.s.CollectBooking(f.ctx, b.ID, rider, nil)
+		wantCode(t, err, models.CodeBatteryNotReady)
+		f.checkInventory(st.ID, models.Inventory{Booked: 1, Total: 1})
+
+		c = 90
+		mid = f.head()
+		if _, err := f.s.UpdateBattery(f.ctx, b.BatteryID, models.BatteryPatch{ChargePercent: &c}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := f.s.FindBookingByID(f.ctx, b.ID); got.Status != models.BookingReady || got.ReadyAt == nil {
+			t.Fatalf("booking after charging again: %+v, want ready", got)
+		}
+		if evs := f.events(mid, models.UserTopic(rider.ID)); strings.Join(types(evs), ",") != "booking_ready" {
+			t.Fatalf("events %v, want booking_ready", types(evs))
+		}
 	})
 }
 
@@ -714,17 +772,6 @@ func TestSameKeyRaceForTheLastBatteryReplays(t *testing.T) {
 func (f *fixture) waitForLockWaiters(n int64) {
 	f.t.Helper()
 	f.waitForWaiters(n, "a lock", "")
-}
-
-// waitForBlockedBy waits until n sessions wait for a lock that the
-// transaction tx holds.
-func (f *fixture) waitForBlockedBy(tx *gorm.DB, n int64) {
-	f.t.Helper()
-	var holder int64
-	if err := tx.Raw("SELECT pg_backend_pid()").Scan(&holder).Error; err != nil {
-		f.t.Fatal(err)
-	}
-	f.waitForWaiters(n, fmt.Sprintf("a lock of session %d", holder), " AND ? = ANY(pg_blocking_pids(pid))", holder)
 }
 
 // waitForWaiters waits until n sessions of the test's database wait for a

@@ -1,6 +1,8 @@
 package store_test
 
 import (
+	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -165,109 +167,137 @@ func TestSwapInAgainstTelemetry(t *testing.T) {
 	f.countsAgree(st)
 }
 
-// The same collected pack handed in at two stations at once: it ends at one
-// of them, and both stations' counts are announced as they are.
+// The same collected pack handed in at two stations at once: the first
+// takes it in; for the second it is at a station by then, so that collect
+// is refused (battery_not_returnable) and changes nothing; both stations'
+// counts are announced as they are.
 func TestSamePackHandedInAtTwoStations(t *testing.T) {
 	f, _ := pausingFixture(t)
 	pack := f.collectedPack("Away")
 	a, ua, ba := f.readyBooking("A", 100)
 	c, uc, bc := f.readyBooking("C", 100)
-	noInternal(t, f.collectBothBehind(pack.ID, pack.SerialNumber, [2]*models.Booking{ba, bc}, [2]*models.User{ua, uc})...)
+	errs := f.collectBothBehind(pack.ID, pack.SerialNumber, [2]*models.Booking{ba, bc}, [2]*models.User{ua, uc})
+	if errs[0] != nil || models.ErrorCode(errs[1]) != models.CodeBatteryNotReturnable {
+		t.Fatalf("collects: %v; %v, want success, then battery_not_returnable", errs[0], errs[1])
+	}
+	after, err := f.s.FindBatteryByID(f.ctx, pack.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.StationID == nil || *after.StationID != a.ID {
+		t.Errorf("the pack is at station %v, want %d", after.StationID, a.ID)
+	}
+	if b, err := f.s.FindBookingByID(f.ctx, bc.ID); err != nil || b.Status != models.BookingReady {
+		t.Errorf("the refused collect's booking is %v (%v), want ready still", b, err)
+	}
 	f.countsAgree(a, c)
 }
 
 // Two collects hand in the same unknown serial at once: one creates the
-// pack, the other finds it and moves it, as it would one after the other.
+// pack; the other finds it at that station and is refused, as it would be
+// one after the other.
 func TestNewSerialHandedInAtTwoStations(t *testing.T) {
 	f, _ := pausingFixture(t)
 	a, ua, ba := f.readyBooking("A", 100)
 	c, uc, bc := f.readyBooking("C", 100)
 	// The lock on the first collect's own battery holds it after its insert.
 	errs := f.collectBothBehind(ba.BatteryID, "NEW-1", [2]*models.Booking{ba, bc}, [2]*models.User{ua, uc})
-	for i, err := range errs {
+	if errs[0] != nil || models.ErrorCode(errs[1]) != models.CodeBatteryNotReturnable {
+		t.Errorf("collects: %v; %v, want success, then battery_not_returnable", errs[0], errs[1])
+	}
+	f.countsAgree(a, c)
+}
+
+// A swap-in takes a known pack only when it is out with a rider: a pack at
+// another station or at this one, in maintenance, booked by someone else,
+// or the very pack being collected is refused with battery_not_returnable,
+// and nothing changes: not the pack, not the booking, no event. A collected
+// pack is taken in.
+func TestSwapInTakesOnlyAPackOutWithARider(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		here, rider, b := f.readyBooking("Here", 100, 20)
+		away := f.station("Away", 60)
+		spare := f.station("Spare", 90, 90)
+		spares, err := f.s.ListBatteries(f.ctx, spare.ID, models.Page{})
 		if err != nil {
-			t.Errorf("collect %d: %v", i, err)
+			t.Fatal(err)
 		}
-	}
-	f.countsAgree(a, c)
-}
-
-// Two swaps, each handing in a pack registered at the other's station, lock
-// the two stations in opposite orders: one gives way with a 409.
-func TestCrossedSwapInsGiveWay(t *testing.T) {
-	f, clock := pausingFixture(t)
-	a, ua, ba := f.readyBooking("A", 100, 10)
-	c, uc, bc := f.readyBooking("C", 100, 10)
-	clock.arm(2) // both collects hold their own station's lock, then go on together
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	wg.Go(func() {
-		_, errs[0] = f.s.CollectBooking(f.ctx, ba.ID, ua, &models.ReturnPack{SerialNumber: "C-1", ChargePercent: 10})
+		maintenance := models.BatteryMaintenance
+		if _, err := f.s.UpdateBattery(f.ctx, spares[1].ID, models.BatteryPatch{Status: &maintenance}); err != nil {
+			t.Fatal(err)
+		}
+		_, _, other := f.readyBooking("Other", 100)
+		otherPack, err := f.s.FindBatteryByID(f.ctx, other.BatteryID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		collecting, err := f.s.FindBatteryByID(f.ctx, b.BatteryID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := f.collectedPack("Out")
+		snapshot := func() map[int64]string {
+			m := map[int64]string{}
+			put := func(x models.Battery) {
+				var at int64
+				if x.StationID != nil {
+					at = *x.StationID
+				}
+				m[x.ID] = fmt.Sprintf("%s at %d, %s, %d%%, %s", x.SerialNumber, at, x.Status, x.ChargePercent, x.UpdatedAt)
+			}
+			for _, id := range []int64{here.ID, away.ID, spare.ID} {
+				bats, err := f.s.ListBatteries(f.ctx, id, models.Page{Limit: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, x := range bats {
+					put(x)
+				}
+			}
+			for _, id := range []int64{otherPack.ID, out.ID} {
+				x, err := f.s.FindBatteryByID(f.ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				put(*x)
+			}
+			return m
+		}
+		before, head := snapshot(), f.head()
+		for name, serial := range map[string]string{
+			"at another station":         "Away-0",
+			"at this station":            "Here-1",
+			"in maintenance":             spares[1].SerialNumber,
+			"booked by another rider":    otherPack.SerialNumber,
+			"the pack being collected":   collecting.SerialNumber,
+			"at another station (spare)": spares[0].SerialNumber,
+		} {
+			_, err := f.s.CollectBooking(f.ctx, b.ID, rider, &models.ReturnPack{SerialNumber: serial, ChargePercent: 5})
+			if models.ErrorCode(err) != models.CodeBatteryNotReturnable {
+				t.Errorf("swap-in of a pack %s: %v, want battery_not_returnable", name, err)
+			}
+		}
+		if got := snapshot(); !maps.Equal(got, before) {
+			t.Errorf("refused swap-ins changed batteries:\n%v\nwant\n%v", got, before)
+		}
+		if bk, err := f.s.FindBookingByID(f.ctx, b.ID); err != nil || bk.Status != models.BookingReady {
+			t.Fatalf("booking after refused swap-ins: %v %v, want ready", bk, err)
+		}
+		if after := f.head(); after != head {
+			t.Errorf("refused swap-ins wrote %d events", after-head)
+		}
+		got, err := f.s.CollectBooking(f.ctx, b.ID, rider, &models.ReturnPack{SerialNumber: out.SerialNumber, ChargePercent: 5})
+		if err != nil {
+			t.Fatalf("swap-in of a pack out with a rider: %v", err)
+		}
+		back, err := f.s.FindBatteryByID(f.ctx, out.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ReturnedBatteryID == nil || *got.ReturnedBatteryID != out.ID || back.StationID == nil || *back.StationID != here.ID ||
+			back.Status != models.BatteryCharging || back.ChargePercent != 5 {
+			t.Fatalf("returned %v; the pack is %+v, want it charging at 5%% at station %d", got.ReturnedBatteryID, back, here.ID)
+		}
+		f.checkInventory(here.ID, models.Inventory{Charging: 2, Total: 2})
 	})
-	wg.Go(func() {
-		_, errs[1] = f.s.CollectBooking(f.ctx, bc.ID, uc, &models.ReturnPack{SerialNumber: "A-1", ChargePercent: 10})
-	})
-	<-clock.arrived
-	<-clock.arrived
-	close(clock.release)
-	wg.Wait()
-	noInternal(t, errs...)
-	f.countsAgree(a, c)
-}
-
-// A pack at station B handed in at A and at C at once, with a booking at A
-// between them: the second swap finds the pack moved to A and takes A's
-// lock to move it on, so the booking at A never gets a battery that is at C.
-func TestPackMovedOnWhileABookingWaits(t *testing.T) {
-	f, _ := pausingFixture(t)
-	b := f.station("B", 10)
-	bats, err := f.s.ListBatteries(f.ctx, b.ID, models.Page{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := bats[0]
-	a, ua, ba := f.readyBooking("A", 100)
-	c, uc, bc := f.readyBooking("C", 100)
-	rider := f.user("third@example.com")
-	holdB := f.s.DB().Begin()
-	if err := holdB.Exec("SELECT 1 FROM stations WHERE id = ? FOR UPDATE", b.ID).Error; err != nil {
-		t.Fatal(err)
-	}
-	holdC := f.s.DB().Begin() // keeps the second swap from committing once it moved the pack
-	if err := holdC.Exec("SELECT 1 FROM batteries WHERE id = ? FOR UPDATE", bc.BatteryID).Error; err != nil {
-		t.Fatal(err)
-	}
-	var first, second, booking sync.WaitGroup
-	errs := make([]error, 2)
-	first.Go(func() {
-		_, errs[0] = f.s.CollectBooking(f.ctx, ba.ID, ua, &models.ReturnPack{SerialNumber: x.SerialNumber, ChargePercent: 10})
-	})
-	f.waitForLockWaiters(1)
-	second.Go(func() {
-		_, errs[1] = f.s.CollectBooking(f.ctx, bc.ID, uc, &models.ReturnPack{SerialNumber: x.SerialNumber, ChargePercent: 10})
-	})
-	f.waitForLockWaiters(2)
-	holdB.Rollback()
-	first.Wait() // X moved from B to A
-	// The second swap moved X on and waits for holdC. Counted by who blocks
-	// it: a bare count of waiters also matches the moment just before, the
-	// second swap still queued for B's lock, and a booking started then
-	// could take X first.
-	f.waitForBlockedBy(holdC, 1)
-	var bk *models.Booking
-	var bkErr error
-	booking.Go(func() { bk, _, bkErr = f.s.CreateBooking(f.ctx, rider.ID, a.ID, "") })
-	f.waitForLockWaiters(2)
-	holdC.Rollback()
-	second.Wait()
-	booking.Wait()
-	noInternal(t, errs...)
-	after, err := f.s.FindBatteryByID(f.ctx, x.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bkErr == nil && bk.BatteryID == x.ID && (after.StationID == nil || *after.StationID != a.ID) {
-		t.Errorf("a booking at station %d holds battery %d, which is not there", a.ID, x.ID)
-	}
-	f.countsAgree(a, b, c)
 }

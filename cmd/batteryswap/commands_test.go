@@ -560,3 +560,49 @@ func TestServeReclassesForANewReadyCharge(t *testing.T) {
 		return got.Available == 1 && got.Charging == 0
 	})
 }
+
+// A second server on the SQLite file a server holds refuses to start and
+// says why, instead of sharing the file (two relays, lost live events,
+// "database is locked"); a command still runs beside the server.
+func TestSecondServerOnOneSQLiteFileRefuses(t *testing.T) {
+	cfg := testConfig(t, storetest.URL(t, "sqlite"), "")
+	startInstance(t, cfg)
+	a, err := newApp(context.Background(), cfg, io.Discard)
+	if err == nil {
+		a.close()
+		t.Fatal("a second server started on the SQLite file the first one holds")
+	}
+	if !strings.Contains(err.Error(), "in use by another batteryswap server") {
+		t.Errorf("refusal %q does not say the file is in use", err)
+	}
+	env := envOf(map[string]string{"DATABASE_URL": cfg.DatabaseURL})
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"users", "create", "--email", "beside@example.com", "--password", "a-good-password"}, env, &out, &errb); err != nil {
+		t.Fatalf("a command beside the server: %v (%s)", err, errb.String())
+	}
+}
+
+// A database that a newer batteryswap migrated stops serve at start, with
+// a message naming the database's migration and this binary's latest.
+func TestServeRefusesASchemaNewerThanTheBinary(t *testing.T) {
+	db := "sqlite://" + filepath.Join(t.TempDir(), "newer.db")
+	env := envOf(map[string]string{"DATABASE_URL": db, "ADDR": "127.0.0.1:0"})
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"migrate", "up"}, env, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	s := storetest.OpenURL(t, db, store.Options{})
+	if err := s.DB().Exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (90001, true)").Error; err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, auto := range []string{"true", "false"} {
+		env := envOf(map[string]string{"DATABASE_URL": db, "ADDR": "127.0.0.1:0", "AUTO_MIGRATE": auto})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := run(ctx, []string{"serve"}, env, &out, &errb)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "90001") || !strings.Contains(err.Error(), "newer than this binary") {
+			t.Errorf("serve (AUTO_MIGRATE=%s) on a newer schema: %v, want a refusal naming both versions", auto, err)
+		}
+	}
+}

@@ -132,6 +132,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	}
 	if a.store, err = store.Open(ctx, cfg.DatabaseURL, store.Options{
 		ReadyCharge: cfg.ReadyCharge, BookingHold: cfg.BookingHold, BookingWarn: cfg.BookingWarn, Logger: log,
+		Exclusive: true, // one server per SQLite file
 	}); err != nil {
 		return nil, err
 	}
