@@ -137,7 +137,16 @@ func TestDemoOptions(t *testing.T) {
 // its battery rows say, and every booked pack is held by exactly one
 // active booking.
 func TestDemoRunIsLiveAndConsistent(t *testing.T) {
-	in := singleInstance(t, map[string]string{"STATION_STALE_AFTER": "1s"})
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			cfg := testConfig(t, storetest.URL(t, d), "")
+			cfg.StationStaleAfter = time.Second
+			demoRunIsLiveAndConsistent(t, startInstance(t, cfg))
+		})
+	}
+}
+
+func demoRunIsLiveAndConsistent(t *testing.T, in *instance) {
 	ctx := context.Background()
 	sim, err := newSimulator(ctx, in.app.store, demoOptions{Riders: 15, Speed: 1, Seed: 3}, time.Second, quietLog())
 	if err != nil {
