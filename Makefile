@@ -2,13 +2,16 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: help run build test test-short lint bench load-bookings fmt
+.PHONY: help run demo build test test-short lint bench load-bookings fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 run: ## run the server on the embedded default (SQLite + in-process broker)
 	$(GO) run ./cmd/batteryswap
+
+demo: ## serve a seeded demo network kept alive by a simulator (open http://localhost:8080/)
+	$(GO) run ./cmd/batteryswap demo
 
 build: ## build bin/batteryswap
 	CGO_ENABLED=0 $(GO) build -o bin/batteryswap ./cmd/batteryswap

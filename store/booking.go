@@ -100,8 +100,8 @@ func (s *Store) createBookingTx(ctx context.Context, userID, stationID int64, id
 		if err != nil {
 			return err
 		}
-		if st.Status != string(models.StationOpen) {
-			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
+		if err := stationTakesBookings(st); err != nil { // open and online (presence.go)
+			return err
 		}
 		r, err := s.dialect.book(tx, bookArgs{station: st, userID: userID, key: key, now: s.now(), ready: s.opts.ReadyCharge, hold: s.opts.BookingHold})
 		if err != nil {

@@ -41,6 +41,24 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	a.hintDemo(ctx)
+	return a.run(ctx)
+}
+
+// hintDemo tells the operator of an empty database how to see the service
+// at work: the demo network, or the admin API.
+func (a *app) hintDemo(ctx context.Context) {
+	list, err := a.store.ListStations(ctx, models.StationFilter{Page: models.Page{Limit: 1}})
+	if err == nil && len(list) == 0 {
+		a.log.Info("the database has no stations yet: run \"batteryswap demo\" (go run ./cmd/batteryswap demo) for a live demo network, " +
+			"or create stations with the admin API (POST /api/v1/stations)")
+	}
+}
+
+// run listens on ADDR (and METRICS_ADDR) and serves until ctx ends
+// (SIGTERM), then drains and closes the app.
+func (a *app) run(ctx context.Context) error {
+	cfg := a.cfg
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		a.close()
@@ -97,6 +115,7 @@ type app struct {
 	// metrics serves /metrics alone when METRICS_ADDR is set.
 	metrics *http.Server
 
+	bgCtx  context.Context
 	stopBG context.CancelFunc
 	bg     sync.WaitGroup
 }
@@ -191,13 +210,14 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	}
 
 	bg, stop := context.WithCancel(context.Background())
-	a.stopBG = stop
+	a.bgCtx, a.stopBG = bg, stop
 	relay := stream.NewRelay(a.store, a.broker, stream.RelayOptions{Logger: log, Metrics: metrics})
 	a.goBG(func() { _ = relay.Run(bg) })
 	a.goBG(func() {
 		stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log)
 	})
 	a.goBG(func() { a.expireLoop(bg) })
+	a.goBG(func() { a.presenceLoop(bg) })
 	a.goBG(func() { a.reclassLoop(bg) })
 	return a, nil
 }
@@ -234,6 +254,9 @@ func (a *app) reclassLoop(ctx context.Context) {
 		}
 	}
 }
+
+// bgContext ends when the app's background loops are told to stop.
+func (a *app) bgContext() context.Context { return a.bgCtx }
 
 func (a *app) goBG(fn func()) {
 	a.bg.Add(1)
@@ -294,6 +317,35 @@ func (a *app) expireLoop(ctx context.Context) {
 		}
 		if _, err := a.store.ExpireDue(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("booking expiry sweep failed", "err", err)
+		}
+	}
+}
+
+// presenceSweep is how often each instance looks for stations not heard
+// from for STATION_STALE_AFTER: a tenth of it, between 200ms and 5s, so a
+// silent station is offline at most that long after it went stale.
+func presenceSweep(stale time.Duration) time.Duration {
+	return min(max(stale/10, 200*time.Millisecond), 5*time.Second)
+}
+
+// presenceLoop marks stations not heard from for STATION_STALE_AFTER
+// offline. Every instance runs it; the store's conditional update makes
+// each station go offline (and be announced) once.
+func (a *app) presenceLoop(ctx context.Context) {
+	t := time.NewTicker(presenceSweep(a.cfg.StationStaleAfter))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.store.MarkStaleStations(ctx, a.cfg.StationStaleAfter)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("station presence sweep failed", "err", err)
+		}
+		if n > 0 {
+			a.log.Info("stations offline: not heard from", "stations", n, "stale_after", a.cfg.StationStaleAfter.String())
 		}
 	}
 }
