@@ -87,9 +87,9 @@ export class StationMap {
     );
   }
 
-  /** refresh repaints every marker (for text that depends on the clock). */
+  /** refresh repaints the offline markers, whose "last seen" follows the clock. */
   refresh() {
-    for (const m of this.markers.values()) this.paint(m);
+    for (const m of this.markers.values()) if (m.station.presence === "offline") this.paint(m);
   }
 
   remove(id) {
