@@ -381,9 +381,10 @@ func wantStation(t *testing.T, m map[string]any) {
 	wantShape(t, "station", m, map[string]kind{
 		"id": kID, "name": kString, "address": kString, "latitude": kNumber, "longitude": kNumber, "status": kString,
 		"available_batteries": kInt, "booked_batteries": kInt, "charging_batteries": kInt, "total_batteries": kInt,
-		"updated_at": kTime,
+		"presence": kString, "last_seen_at": kTime, "updated_at": kTime,
 	})
 	oneOf(t, m, "status", "open", "closed", "maintenance")
+	oneOf(t, m, "presence", "online", "offline")
 }
 
 func wantBattery(t *testing.T, m map[string]any) {

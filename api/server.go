@@ -29,7 +29,9 @@ type Store interface {
 	BumpTokenVersion(ctx context.Context, id int64) error
 	DeploymentID(ctx context.Context) (string, error)
 
-	ListStations(ctx context.Context, p models.Page) ([]models.Station, error)
+	ListStations(ctx context.Context, f models.StationFilter) ([]models.Station, error)
+	NearestStations(ctx context.Context, q models.NearQuery) ([]models.Station, error)
+	StationHeartbeat(ctx context.Context, id int64) error
 	AllStations(ctx context.Context) ([]models.Station, error)
 	FindStationByID(ctx context.Context, id int64) (*models.Station, error)
 	StationExists(ctx context.Context, id int64) (bool, error)

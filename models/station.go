@@ -2,6 +2,7 @@ package models
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -21,6 +22,19 @@ func (s StationStatus) Valid() bool {
 	return s == StationOpen || s == StationClosed || s == StationMaintenance
 }
 
+// Presence is whether a station's controller is heard from.
+type Presence string
+
+// The presences: a station not heard from (by heartbeat or battery
+// telemetry) for STATION_STALE_AFTER is offline and takes no bookings.
+const (
+	PresenceOnline  Presence = "online"
+	PresenceOffline Presence = "offline"
+)
+
+// DefaultStationStaleAfter is STATION_STALE_AFTER's default.
+const DefaultStationStaleAfter = 2 * time.Minute
+
 // Inventory is a station's battery counts, always derived from its battery rows.
 type Inventory struct {
 	Available int `json:"available_batteries"`
@@ -38,9 +52,62 @@ type Station struct {
 	Longitude float64       `json:"longitude"`
 	Status    StationStatus `json:"status"`
 	Message   string        `json:"message"`
+	// Presence is online or offline; LastSeenAt is when the station was
+	// last heard from (created, a heartbeat, battery telemetry).
+	Presence   Presence  `json:"presence"`
+	LastSeenAt time.Time `json:"last_seen_at"`
 	Inventory
+	// DistanceM is the great-circle distance in metres from the point a
+	// nearest-stations query named; nil (and left out) otherwise.
+	DistanceM *float64  `json:"distance_m,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// NearQuery lists stations by distance from a point (GET /stations?near=).
+type NearQuery struct {
+	Lat, Lon float64
+	// RadiusM keeps stations within this many metres; 0 keeps all.
+	RadiusM float64
+	// Available keeps stations where a booking would get a ready pack now:
+	// open, online, with an available battery.
+	Available bool
+	// Page: Cursor is the id of the last station of the previous page.
+	Page Page
+}
+
+// StationFilter narrows a list of stations in id order.
+type StationFilter struct {
+	Available bool
+	Page      Page
+}
+
+// EarthRadiusM is the mean radius of the Earth (IUGG), for distances.
+const EarthRadiusM = 6371008.8
+
+// MaxRadiusM is half the Earth's circumference: no two points are farther.
+const MaxRadiusM = math.Pi * EarthRadiusM
+
+// DistanceM is the great-circle distance between two points in metres
+// (the haversine formula).
+func DistanceM(lat1, lon1, lat2, lon2 float64) float64 {
+	const rad = math.Pi / 180
+	φ1, φ2 := lat1*rad, lat2*rad
+	dφ, dλ := (lat2-lat1)*rad, (lon2-lon1)*rad
+	a := math.Sin(dφ/2)*math.Sin(dφ/2) + math.Cos(φ1)*math.Cos(φ2)*math.Sin(dλ/2)*math.Sin(dλ/2)
+	return 2 * EarthRadiusM * math.Asin(math.Sqrt(min(a, 1)))
+}
+
+// Validate checks the point and the radius (422 with the fields named).
+func (q *NearQuery) Validate() error {
+	f := map[string]string{}
+	if math.IsNaN(q.Lat) || math.IsNaN(q.Lon) || q.Lat < -90 || q.Lat > 90 || q.Lon < -180 || q.Lon > 180 {
+		f["near"] = "must be LAT,LON with latitude between -90 and 90 and longitude between -180 and 180"
+	}
+	if math.IsNaN(q.RadiusM) || q.RadiusM < 0 || q.RadiusM > MaxRadiusM {
+		f["radius_m"] = fmt.Sprintf("must be a number of metres above 0 and at most %.0f", MaxRadiusM)
+	}
+	return ValidationError(f)
 }
 
 // StationInput is what an operator gives to create a station.

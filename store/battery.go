@@ -179,6 +179,12 @@ func (s *Store) updateBattery(ctx context.Context, id int64, p models.BatteryPat
 			return nil
 		}
 		o := s.outbox(tx, now)
+		if !reclass {
+			// Telemetry is the station's controller reporting in (presence.go).
+			if err := s.heardFrom(tx, o, st, now); err != nil {
+				return err
+			}
+		}
 		if b.Status != before {
 			station, err := stationWithInventory(tx, st)
 			if err != nil {

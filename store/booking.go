@@ -98,8 +98,8 @@ func (s *Store) createBookingTx(ctx context.Context, userID, stationID int64, id
 		if err != nil {
 			return err
 		}
-		if st.Status != string(models.StationOpen) {
-			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
+		if err := stationTakesBookings(st); err != nil { // open and online (presence.go)
+			return err
 		}
 		bat, err := s.claimBattery(tx, st.ID)
 		if err != nil {

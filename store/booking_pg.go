@@ -45,7 +45,7 @@ import (
 // time per booking.
 const pgGenericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 
-// pgClaimAndBook claims the best free battery of an open station, inserts
+// pgClaimAndBook claims the best free battery of an open, online station, inserts
 // the booking for it, counts the station's batteries and reserves the ids of
 // the booking's notifications (the second only when it is ready at once), in
 // one statement. The count sees the station as it was when the statement
@@ -56,13 +56,13 @@ const pgGenericPlans = `SET LOCAL plan_cache_mode = force_generic_plan`
 // $1 station, $2 now, $3 user, $4 ready charge, $5 idempotency key (or
 // NULL), $6 hold in microseconds.
 const pgClaimAndBook = `WITH st AS (
-	SELECT status, updated_at FROM stations WHERE id = $1
+	SELECT ` + pgStationBookable + ` AS bookable, updated_at FROM stations WHERE id = $1
 ), inv AS (
 	SELECT ` + inventoryColumns + `, GREATEST($2::timestamptz, max(updated_at), (SELECT updated_at FROM st)) AS at
 	FROM batteries WHERE station_id = $1
 ), pick AS (
 	SELECT id, status FROM batteries
-	WHERE station_id = $1 AND status IN ('available', 'charging') AND (SELECT status FROM st) = 'open'
+	WHERE station_id = $1 AND status IN ('available', 'charging') AND (SELECT bookable FROM st)
 	ORDER BY ` + bestBatteryFirst + ` LIMIT 1
 ), claimed AS (
 	UPDATE batteries SET status = 'booked', updated_at = inv.at FROM pick, inv
@@ -165,6 +165,9 @@ func (s *Store) createBookingPipelined(ctx context.Context, userID, stationID in
 			// The claim took nothing from a station that is not open.
 			return models.Errorf(models.CodeStationUnavailable, "station %d is %s", st.ID, st.Status)
 		case err != nil:
+			if err := pgStationTakesBookings(ctx, c, st); err != nil {
+				return err // offline (presence.go)
+			}
 			return models.Errorf(models.CodeNoBatteryAvailable, "station %d has no battery ready to book", stationID)
 		}
 		shift(&inv, was, string(models.BatteryBooked))

@@ -59,7 +59,7 @@ func (o *outboxWriter) add(typ string, topic models.Topic, fields map[string]any
 // station events never carry a user's identity: only station and battery facts.
 func (o *outboxWriter) stationStatus(st *models.Station, message string) {
 	o.add(models.EventStationStatus, models.StationTopic(st.ID), map[string]any{
-		"station_id": st.ID, "station_name": st.Name, "status": st.Status, "message": message,
+		"station_id": st.ID, "station_name": st.Name, "status": st.Status, "presence": st.Presence, "message": message,
 	})
 }
 

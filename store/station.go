@@ -17,15 +17,19 @@ type stationRow struct {
 	Longitude float64
 	Status    string
 	Message   string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// Presence and LastSeenAt: see models.Station; presence.go.
+	Presence   string
+	LastSeenAt time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 func (stationRow) TableName() string { return "stations" }
 
 func (r *stationRow) model(inv models.Inventory) *models.Station {
 	return &models.Station{ID: r.ID, Name: r.Name, Address: r.Address, Latitude: r.Latitude, Longitude: r.Longitude,
-		Status: models.StationStatus(r.Status), Message: r.Message, Inventory: inv, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		Status: models.StationStatus(r.Status), Message: r.Message, Presence: models.Presence(r.Presence), LastSeenAt: r.LastSeenAt,
+		Inventory: inv, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
 type inventoryRow struct {
@@ -66,10 +70,15 @@ func stationWithInventory(tx *gorm.DB, r *stationRow) (*models.Station, error) {
 	return r.model(inv[r.ID]), nil
 }
 
-// ListStations returns a page of stations in id order, with their counts.
-func (s *Store) ListStations(ctx context.Context, p models.Page) ([]models.Station, error) {
+// ListStations returns a page of stations in id order, with their counts;
+// with f.Available only those where a booking would get a ready pack.
+func (s *Store) ListStations(ctx context.Context, f models.StationFilter) ([]models.Station, error) {
+	q := s.db.WithContext(ctx)
+	if f.Available {
+		q = q.Where(stationBookableNow)
+	}
 	var rows []stationRow
-	if err := page(s.db.WithContext(ctx), p, "id", false).Find(&rows).Error; err != nil {
+	if err := page(q, f.Page, "id", false).Find(&rows).Error; err != nil {
 		return nil, translate(err, "stations")
 	}
 	return s.withInventories(ctx, rows)
@@ -129,8 +138,10 @@ func (s *Store) CreateStation(ctx context.Context, in models.StationInput) (*mod
 	var out *models.Station
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		now := s.now()
+		// A new station counts as heard from: its controller has
+		// STATION_STALE_AFTER to report in.
 		r := stationRow{Name: in.Name, Address: in.Address, Latitude: in.Latitude, Longitude: in.Longitude,
-			Status: string(in.Status), CreatedAt: now, UpdatedAt: now}
+			Status: string(in.Status), Presence: string(models.PresenceOnline), LastSeenAt: now, CreatedAt: now, UpdatedAt: now}
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}

@@ -1,0 +1,23 @@
+-- +goose Up
+-- Where stations are: GET /stations?near= first narrows to a bounding box
+-- of latitude and longitude with this index, then orders by exact distance.
+CREATE INDEX stations_location ON stations (latitude, longitude);
+
+-- Whether a station's controller is heard from (a heartbeat or battery
+-- telemetry). A station not heard from for STATION_STALE_AFTER is marked
+-- offline by the presence sweep and takes no bookings until it reports
+-- again. Existing stations count as heard from when this migration runs, so
+-- their controllers have STATION_STALE_AFTER to report in. (SQLite's ADD
+-- COLUMN takes only a constant default; the UPDATE writes the time in the
+-- format the store writes times in, so that comparisons on it hold.)
+ALTER TABLE stations ADD COLUMN presence TEXT NOT NULL DEFAULT 'online' CHECK (presence IN ('online', 'offline'));
+ALTER TABLE stations ADD COLUMN last_seen_at DATETIME NOT NULL DEFAULT '1970-01-01 00:00:00+00:00';
+UPDATE stations SET last_seen_at = strftime('%Y-%m-%d %H:%M:%f+00:00', 'now');
+-- The sweep looks for online stations last seen before a cutoff.
+CREATE INDEX stations_presence_seen ON stations (presence, last_seen_at);
+
+-- +goose Down
+DROP INDEX stations_presence_seen;
+ALTER TABLE stations DROP COLUMN last_seen_at;
+ALTER TABLE stations DROP COLUMN presence;
+DROP INDEX stations_location;
