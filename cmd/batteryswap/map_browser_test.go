@@ -17,15 +17,25 @@ func marker(id int64) string {
 	return fmt.Sprintf(`document.querySelector('#map [data-marker-id="%d"]')`, id)
 }
 
+// availabilityColour is each availability's marker colour (app.css).
+var availabilityColour = map[string]string{
+	"available": "rgb(26, 127, 55)",   // green
+	"charging":  "rgb(154, 103, 0)",   // amber
+	"empty":     "rgb(207, 34, 46)",   // red
+	"closed":    "rgb(66, 74, 83)",    // dark grey
+	"offline":   "rgb(175, 184, 193)", // light grey
+}
+
 // markerIs is a JavaScript condition: station id's marker shows availability
-// kind, and its circle is painted in the colour the legend gives that kind.
+// kind, and its circle is painted in that kind's colour, as is the legend's
+// swatch for it.
 func markerIs(id int64, kind string) string {
 	return fmt.Sprintf(`(() => {
 		const m = %s;
 		const legend = document.querySelector('.legend [data-availability="%s"] .swatch');
 		return !!m && !!legend && m.dataset.availability === '%s' &&
-			getComputedStyle(m.querySelector('circle')).fill === getComputedStyle(legend).backgroundColor;
-	})()`, marker(id), kind, kind)
+			getComputedStyle(m.querySelector('circle')).fill === '%s' && getComputedStyle(legend).backgroundColor === '%s';
+	})()`, marker(id), kind, kind, availabilityColour[kind], availabilityColour[kind])
 }
 
 // TestDashboardMap: the map draws a marker per station where its coordinates
