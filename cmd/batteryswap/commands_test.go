@@ -83,6 +83,12 @@ func TestConfigPrecedence(t *testing.T) {
 		{name: "a retention under a minute", env: map[string]string{"HISTORY_RETENTION": "59s"}, err: "HISTORY_RETENTION"},
 		{name: "a retention of a minute", env: map[string]string{"HISTORY_RETENTION": "1m"},
 			want: func(c Config) bool { return c.HistoryRetention == time.Minute }},
+		{name: "stations stale after two minutes by default",
+			want: func(c Config) bool { return c.StationStaleAfter == 2*time.Minute }},
+		{name: "stations stale after under a second", env: map[string]string{"STATION_STALE_AFTER": "500ms"}, err: "STATION_STALE_AFTER"},
+		{name: "stations stale after zero", env: map[string]string{"STATION_STALE_AFTER": "0s"}, err: "STATION_STALE_AFTER"},
+		{name: "stations stale after a flag", flags: []string{"--station-stale-after", "45s"},
+			want: func(c Config) bool { return c.StationStaleAfter == 45*time.Second }},
 		{name: "a negative duration", env: map[string]string{"SHUTDOWN_TIMEOUT": "-5s"}, err: "SHUTDOWN_TIMEOUT"},
 		{name: "trusted proxies", env: map[string]string{"TRUSTED_PROXIES": " 10.0.0.0/8, 192.168.1.7,fd00::/8 "},
 			want: func(c Config) bool {

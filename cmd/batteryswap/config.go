@@ -26,6 +26,7 @@ type Config struct {
 	ReadyCharge       int
 	HeartbeatInterval time.Duration
 	HistoryRetention  time.Duration
+	StationStaleAfter time.Duration
 	AutoMigrate       bool
 	ShutdownTimeout   time.Duration
 	RequestTimeout    time.Duration
@@ -131,6 +132,7 @@ var settings = []setting{
 	}},
 	{"HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "keep-alive interval of idle streams (1s or more)", durAtLeast(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, time.Second)},
 	{"HISTORY_RETENTION", "history-retention", "24h", "how long events are kept for resume (1m or more)", durAtLeast(func(c *Config) *time.Duration { return &c.HistoryRetention }, time.Minute)},
+	{"STATION_STALE_AFTER", "station-stale-after", "2m", "a station not heard from (heartbeat or battery telemetry) for this long is offline (1s or more)", durAtLeast(func(c *Config) *time.Duration { return &c.StationStaleAfter }, time.Second)},
 	{"AUTO_MIGRATE", "auto-migrate", "true", "serve applies pending migrations at start", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -193,6 +193,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 		stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log)
 	})
 	a.goBG(func() { a.expireLoop(bg) })
+	a.goBG(func() { a.presenceLoop(bg) })
 	a.goBG(func() { a.reclassLoop(bg) })
 	return a, nil
 }
@@ -286,6 +287,35 @@ func (a *app) expireLoop(ctx context.Context) {
 		}
 		if _, err := a.store.ExpireDue(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("booking expiry sweep failed", "err", err)
+		}
+	}
+}
+
+// presenceSweep is how often each instance looks for stations not heard
+// from for STATION_STALE_AFTER: a tenth of it, between 200ms and 5s, so a
+// silent station is offline at most that long after it went stale.
+func presenceSweep(stale time.Duration) time.Duration {
+	return min(max(stale/10, 200*time.Millisecond), 5*time.Second)
+}
+
+// presenceLoop marks stations not heard from for STATION_STALE_AFTER
+// offline. Every instance runs it; the store's conditional update makes
+// each station go offline (and be announced) once.
+func (a *app) presenceLoop(ctx context.Context) {
+	t := time.NewTicker(presenceSweep(a.cfg.StationStaleAfter))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.store.MarkStaleStations(ctx, a.cfg.StationStaleAfter)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("station presence sweep failed", "err", err)
+		}
+		if n > 0 {
+			a.log.Info("stations offline: not heard from", "stations", n, "stale_after", a.cfg.StationStaleAfter.String())
 		}
 	}
 }
