@@ -59,7 +59,19 @@ func TestDashboardNearMeAndOffline(t *testing.T) {
 	if want := []string{"0 m", "690 m", "13 km", "504 km"}; strings.Join(distances, "|") != strings.Join(want, "|") {
 		t.Errorf("distances %q, want %q", distances, want)
 	}
-	p.waitFor("you on the map", `document.querySelector('#map .you').getAttribute('visibility') === 'visible'`)
+	// The map frames you and the three closest; Munich is out of view
+	// until "Show all stations".
+	inView := func(id int64) string {
+		return fmt.Sprintf(`(() => {
+			const r = %s.getBoundingClientRect(), m = document.querySelector('#map').getBoundingClientRect();
+			return r.left >= m.left && r.right <= m.right && r.top >= m.top && r.bottom <= m.bottom;
+		})()`, marker(id))
+	}
+	p.waitFor("you and the closest stations framed", fmt.Sprintf(`document.querySelector('#map .you').getAttribute('visibility') === 'visible' && `+
+		`%s && %s && %s && !%s && %s.getBoundingClientRect().left - %s.getBoundingClientRect().left > 15`,
+		inView(here), inView(near), inView(far), inView(munich), marker(near), marker(here)))
+	p.run(chromedp.Click(`#map-all`, chromedp.ByQuery))
+	p.waitFor("every station in view", fmt.Sprintf(`%s && %s && document.querySelector('#map-all').hidden && document.activeElement.matches('#map [data-marker-id]')`, inView(munich), inView(here)))
 
 	// Only stations with a ready pack: the empty one drops out.
 	p.run(chromedp.Click(`#near-available`, chromedp.ByQuery), chromedp.Click(`#near-form button[type="submit"]`, chromedp.ByQuery))
@@ -108,5 +120,12 @@ func TestDashboardNearMeAndOffline(t *testing.T) {
 		p.waitFor(fmt.Sprintf("station %d still online", id), fmt.Sprintf(`%s.dataset.availability !== 'offline'`, marker(id)))
 	}
 	p.shot("offline")
+
+	// It reports in again: back in colour, bookable.
+	if err := st.StationHeartbeat(ctx, munich); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor("Munich back online", markerIs(munich, "available")+fmt.Sprintf(` && document.querySelector('[data-station-id="%d"]').dataset.presence === 'online' && `+
+		`document.querySelector('[data-station-id="%d"] [data-field="presence"]').hidden && !document.querySelector('#station-detail [data-action="book"]').disabled`, munich, munich))
 	p.noPolicyViolations()
 }

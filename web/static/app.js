@@ -13,7 +13,8 @@
  *       [data-field="fresh"]   "updated N s ago"
  *       button[data-action="book"], [data-field="feedback"]
  *   #map [data-marker-id="N"]  a station's marker (data-availability: available |
- *                              charging | empty | closed | offline; aria-pressed when chosen)
+ *                              charging | empty | closed | offline; aria-pressed when chosen);
+ *                              #map .you (the "near me" location); #map-all (shows every station)
  *   #station-detail [data-detail-id="N"]  the chosen station, the same fields as a card
  *   #near-form      #near-location ("lat,lon"), #near-available, #near-geo;
  *                   #near-list li[data-near-id="N"] [data-field="distance"]
@@ -450,6 +451,13 @@ function startStations() {
   state.map = new StationMap($("#map"), {
     onSelect: chooseStation,
     describe: (s) => (s.presence === "offline" ? lastSeen(s) : ""),
+    onFit: (fitted) => {
+      $("#map-all").hidden = !fitted;
+    },
+  });
+  $("#map-all").addEventListener("click", () => {
+    state.map.fit(null);
+    state.map.focus();
   });
   const handlers = { snapshot: onSnapshot };
   for (const type of STATION_EVENTS) {
@@ -556,6 +564,7 @@ function startNear() {
     for (const s of stations) if (!state.stations.has(s.id)) applyStation(s);
     state.near = stations.map(({ id, distance_m }) => ({ id, distance_m }));
     state.map.setYou(loc);
+    state.map.fit(state.near.slice(0, 3).map((n) => n.id)); // you and the closest few
     renderNear(true);
     if (!stations.length) return "No stations near there.";
     return `The ${stations.length === 1 ? "nearest station" : `${stations.length} nearest stations`}, closest first.`;

@@ -27,13 +27,16 @@ export const AVAILABILITY_LABEL = {
 export class StationMap {
   /**
    * svg is an <svg> from the page (its namespace comes from there). onSelect
-   * receives a station id when one is chosen by click, Enter, Space or arrows.
+   * receives a station id when one is chosen by click, Enter, Space or arrows;
+   * onFit whether the map shows only some stations (see fit).
    */
-  constructor(svg, { onSelect, describe }) {
+  constructor(svg, { onSelect, describe, onFit = () => {} }) {
     this.svg = svg;
     this.ns = svg.namespaceURI;
     this.onSelect = onSelect;
     this.describe = describe; // station -> extra text for its label and tag
+    this.onFit = onFit;
+    this.fitIds = null; // when set, the view frames only these stations (and you)
     this.markers = new Map(); // id -> { g, station }
     this.selected = null;
     this.you = null;
@@ -100,6 +103,13 @@ export class StationMap {
     this.layout();
   }
 
+  /** fit frames the stations ids and the rider's location; null frames every station. */
+  fit(ids) {
+    this.fitIds = ids?.length ? new Set(ids) : null;
+    this.onFit(Boolean(this.fitIds));
+    this.layout();
+  }
+
   /** setYou marks the rider's location (or clears it with null). */
   setYou(loc) {
     this.you = loc;
@@ -114,7 +124,8 @@ export class StationMap {
     this.svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     this.bg.setAttribute("width", w);
     this.bg.setAttribute("height", h);
-    const all = [...this.markers.values()].map((m) => m.station);
+    const all = [...this.markers.values()].map((m) => m.station).filter((s) => !this.fitIds || this.fitIds.has(s.id));
+    if (this.fitIds && this.you) all.push({ latitude: this.you.lat, longitude: this.you.lon });
     if (!all.length) {
       this.youMark.setAttribute("visibility", "hidden");
       this.scale.replaceChildren();
@@ -164,9 +175,15 @@ export class StationMap {
   }
 
   choose(id, focus = false) {
+    if (this.fitIds && !this.fitIds.has(id)) this.fit(null); // out of view: show all
     this.select(id);
     this.onSelect(id);
     if (focus) this.markers.get(id)?.g.focus();
+  }
+
+  /** focus moves the keyboard focus to the map (its one marker in the Tab order). */
+  focus() {
+    this.layer.querySelector('[tabindex="0"]')?.focus();
   }
 
   // roving keeps one marker in the Tab order: the chosen one, else the first.
