@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -168,4 +169,33 @@ func TestDashboardOnAPhone(t *testing.T) {
 	p.waitFor("the tapped station chosen", fmt.Sprintf(`!!document.querySelector('#station-detail [data-detail-id="%d"]')`, ids[3]))
 	p.shot("phone")
 	p.noPolicyViolations()
+}
+
+// TestDashboardWithAClockThatIsOff: on a device whose clock is 90 s ahead
+// the freshness text and the delivery delay still tell the truth: the page
+// reads the server's time from the stream's connection_established.
+func TestDashboardWithAClockThatIsOff(t *testing.T) {
+	b := newBrowser(t)
+	srv := startInstance(t, testConfig(t, storetest.URL(t, "sqlite"), ""))
+	ctx, st := context.Background(), srv.app.store
+	s, err := st.CreateStation(ctx, models.StationInput{Name: "Harbour", Address: "1 Quay", Latitude: 51.5, Longitude: -0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := b.page("ahead")
+	p.run(chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := cdppage.AddScriptToEvaluateOnNewDocument(`{ const real = Date.now; Date.now = () => real.call(Date) + 90000; }`).Do(ctx)
+		return err
+	}), chromedp.Navigate(srv.url+"/"))
+	p.waitFor("the clock to be off in the page", `Date.now() - new Date().getTime() > 89000`)
+	fresh := fmt.Sprintf(`document.querySelector('[data-station-id="%d"] [data-field="fresh"]').textContent`, s.ID)
+	p.waitFor("the freshness on the server's clock", `/^updated [0-9] s ago$/.test(`+fresh+`)`)
+	if _, err := st.AddBattery(ctx, s.ID, models.BatteryInput{SerialNumber: "HB-1", ChargePercent: ptr(95)}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor("the delivery delay on the server's clock", `(() => {
+		const d = document.querySelector('#conn-status [data-field="delay"]');
+		return !d.hidden && Number(d.dataset.ms) < 2000;
+	})()`)
+	p.waitFor("the freshness after the event", `/^updated [0-9] s ago$/.test(`+fresh+`)`)
 }

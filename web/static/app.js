@@ -84,6 +84,20 @@ const isActive = (b) => b?.status === "confirmed" || b?.status === "ready";
 const num = (v) => (v === null || v === "" ? undefined : Number(v));
 const report = (err) => console.warn("batteryswap:", err);
 
+// The server's clock, as far as this page can tell: a fresh stream's
+// connection_established carries the server's time when it was sent. An
+// offset under a second is taken for network latency and ignored; a larger
+// one is this device's clock being off, which would skew "N s ago", the
+// delivery delay and the booking countdown.
+let clockOffset = 0;
+const serverNow = () => Date.now() - clockOffset;
+function syncClock(ev) {
+  const t = Date.parse(ev.timestamp);
+  if (!Number.isFinite(t)) return;
+  const off = Date.now() - t;
+  clockOffset = Math.abs(off) > 1000 ? off : 0;
+}
+
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
@@ -193,7 +207,7 @@ function onSubmit(form, fn) {
 function ago(iso) {
   const t = Date.parse(iso);
   if (!Number.isFinite(t)) return "";
-  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  const s = Math.max(0, Math.round((serverNow() - t) / 1000));
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
   if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
@@ -436,11 +450,11 @@ function onBookClick(ev) {
 }
 
 // showDelay puts the latest event's delivery delay (its arrival here minus
-// its commit on the server) into the connection indicator.
+// its commit on the server, on the server's clock) into the connection indicator.
 function showDelay(ev) {
   const t = Date.parse(ev.timestamp);
   if (!Number.isFinite(t)) return;
-  const ms = Math.max(0, Date.now() - t);
+  const ms = Math.max(0, serverNow() - t);
   const el = field($("#conn-status"), "delay");
   el.textContent = ms < 1000 ? `delay ${ms} ms` : `delay ${(ms / 1000).toFixed(1)} s`;
   el.dataset.ms = String(ms);
@@ -459,7 +473,7 @@ function startStations() {
     state.map.fit(null);
     state.map.focus();
   });
-  const handlers = { snapshot: onSnapshot };
+  const handlers = { connection_established: syncClock, snapshot: onSnapshot };
   for (const type of STATION_EVENTS) {
     handlers[type] = (ev) => {
       showDelay(ev);
@@ -604,7 +618,7 @@ function tick() {
   const b = state.booking;
   if (!isActive(b)) return;
   const el = field($("#my-booking"), "countdown");
-  const left = Math.ceil((Date.parse(b.expires_at) - Date.now()) / 1000);
+  const left = Math.ceil((Date.parse(b.expires_at) - serverNow()) / 1000);
   el.dateTime = b.expires_at;
   el.title = `Until ${new Date(b.expires_at).toLocaleTimeString()}`;
   el.textContent =
