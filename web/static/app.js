@@ -214,7 +214,8 @@ function ago(iso) {
   return `on ${new Date(t).toLocaleDateString()}`;
 }
 
-const lastSeen = (s) => (s.last_seen_at ? `last seen ${ago(s.last_seen_at)}` : "last seen: never");
+// lastSeen says when an offline station was last heard from (a zero time: never).
+const lastSeen = (s) => (Date.parse(s.last_seen_at) > 0 ? `last seen ${ago(s.last_seen_at)}` : "never seen");
 
 function distance(m) {
   if (typeof m !== "number") return "";
