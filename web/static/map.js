@@ -40,6 +40,7 @@ export class StationMap {
     this.markers = new Map(); // id -> { g, station }
     this.selected = null;
     this.you = null;
+    this.due = false; // a relayout is queued
     this.bg = this.el("rect", { class: "map-bg", x: 0, y: 0 });
     this.scale = this.el("g", { class: "scale", "aria-hidden": "true" });
     this.youMark = this.el("g", { class: "you", "aria-hidden": "true" });
@@ -69,13 +70,23 @@ export class StationMap {
       g.append(this.el("circle", { r: RADIUS }), this.el("text", { class: "count", dy: "0.35em" }), this.el("text", { class: "tag", y: RADIUS + 13 }));
       m = { g, station: {} };
       this.markers.set(s.id, m);
-      const next = [...this.markers.keys()].sort((a, b) => a - b).find((id) => id > s.id);
-      this.layer.insertBefore(g, next ? this.markers.get(next).g : null);
-      this.roving();
+      this.layer.append(g);
     }
     m.station = { ...s };
     this.paint(m);
-    if (moved) this.layout();
+    if (moved) this.relayout();
+  }
+
+  // relayout lays the map out once after the current task's changes (a
+  // snapshot adds every station in one go).
+  relayout() {
+    if (this.due) return;
+    this.due = true;
+    queueMicrotask(() => {
+      this.due = false;
+      this.roving();
+      this.layout();
+    });
   }
 
   paint({ g, station: s }) {
@@ -99,21 +110,20 @@ export class StationMap {
     this.markers.get(id)?.g.remove();
     this.markers.delete(id);
     if (this.selected === id) this.selected = null;
-    this.roving();
-    this.layout();
+    this.relayout();
   }
 
   /** fit frames the stations ids and the rider's location; null frames every station. */
   fit(ids) {
     this.fitIds = ids?.length ? new Set(ids) : null;
     this.onFit(Boolean(this.fitIds));
-    this.layout();
+    this.relayout();
   }
 
   /** setYou marks the rider's location (or clears it with null). */
   setYou(loc) {
     this.you = loc;
-    this.layout();
+    this.relayout();
   }
 
   // layout fits every station into the drawing, north up, with a local
@@ -131,13 +141,15 @@ export class StationMap {
       this.scale.replaceChildren();
       return;
     }
-    const lats = all.map((s) => s.latitude);
-    const lons = all.map((s) => s.longitude);
-    const lat0 = (Math.min(...lats) + Math.max(...lats)) / 2;
-    const lon0 = (Math.min(...lons) + Math.max(...lons)) / 2;
+    const box = { s: Infinity, n: -Infinity, w: Infinity, e: -Infinity };
+    for (const { latitude: lat, longitude: lon } of all) {
+      Object.assign(box, { s: Math.min(box.s, lat), n: Math.max(box.n, lat), w: Math.min(box.w, lon), e: Math.max(box.e, lon) });
+    }
+    const lat0 = (box.s + box.n) / 2;
+    const lon0 = (box.w + box.e) / 2;
     const k = Math.max(Math.cos((lat0 * Math.PI) / 180), 0.01);
-    const spanX = Math.max((Math.max(...lons) - Math.min(...lons)) * k, MIN_SPAN);
-    const spanY = Math.max(Math.max(...lats) - Math.min(...lats), MIN_SPAN);
+    const spanX = Math.max((box.e - box.w) * k, MIN_SPAN);
+    const spanY = Math.max(box.n - box.s, MIN_SPAN);
     const scale = Math.min((w - 2 * PAD) / spanX, (h - 2 * PAD) / spanY); // px per degree of latitude
     const at = (lat, lon) => [w / 2 + (lon - lon0) * k * scale, h / 2 - (lat - lat0) * scale];
     for (const { g, station: s } of this.markers.values()) {
