@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	cdppage "github.com/chromedp/cdproto/page"
@@ -165,9 +167,22 @@ func TestDashboardOnAPhone(t *testing.T) {
 	p.waitFor("the page within the screen's width", `document.documentElement.scrollWidth <= window.innerWidth && `+
 		`document.querySelector('#map').getBoundingClientRect().right <= window.innerWidth && `+
 		`document.querySelector('#map').getBoundingClientRect().width >= 300`)
+	if _, err := st.AddBattery(ctx, ids[3], models.BatteryInput{SerialNumber: "P-1", ChargePercent: ptr(97)}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor("the live change", markerIs(ids[3], "available")+` && !document.querySelector('#conn-status [data-field="delay"]').hidden`)
 	p.run(chromedp.Click(fmt.Sprintf(`#map [data-marker-id="%d"] circle`, ids[3]), chromedp.ByQuery))
 	p.waitFor("the tapped station chosen", fmt.Sprintf(`!!document.querySelector('#station-detail [data-detail-id="%d"]')`, ids[3]))
+	p.waitFor("the page still within the screen's width", `document.documentElement.scrollWidth <= window.innerWidth`)
 	p.shot("phone")
+	// What the phone's screen shows, not the whole page.
+	var buf []byte
+	p.run(chromedp.CaptureScreenshot(&buf))
+	path := filepath.Join(b.dir, t.Name()+"-phone-screen.png")
+	if err := os.WriteFile(path, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
 	p.noPolicyViolations()
 }
 
