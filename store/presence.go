@@ -28,7 +28,7 @@ func (s *Store) StationHeartbeat(ctx context.Context, id int64) error {
 	// event. One that is offline (or unknown) takes the locked path.
 	res := s.db.WithContext(ctx).Model(&stationRow{}).
 		Where("id = ? AND presence = ?", id, string(models.PresenceOnline)).
-		Update("last_seen_at", now)
+		UpdateColumn("last_seen_at", now) // not updated_at: the station did not change
 	if res.Error != nil {
 		return translate(res.Error, "station")
 	}
@@ -55,7 +55,7 @@ func (s *Store) StationHeartbeat(ctx context.Context, id int64) error {
 func (s *Store) heardFrom(tx *gorm.DB, o *outboxWriter, st *stationRow, now time.Time) error {
 	if st.Presence == string(models.PresenceOnline) {
 		st.LastSeenAt = now
-		return tx.Model(&stationRow{}).Where("id = ?", st.ID).Update("last_seen_at", now).Error
+		return tx.Model(&stationRow{}).Where("id = ?", st.ID).UpdateColumn("last_seen_at", now).Error
 	}
 	st.Presence, st.LastSeenAt, st.UpdatedAt = string(models.PresenceOnline), now, now
 	if err := tx.Model(&stationRow{}).Where("id = ?", st.ID).

@@ -103,3 +103,23 @@ func TestStationPresence(t *testing.T) {
 		}
 	})
 }
+
+// TestHeartbeatIsNotAChange: a heartbeat of an online station moves
+// last_seen_at only; the station's updated_at stays that of its last
+// change.
+func TestHeartbeatIsNotAChange(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		st := f.station("Still")
+		f.clock.Advance(time.Minute)
+		if err := f.s.StationHeartbeat(f.ctx, st.ID); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.s.FindStationByID(f.ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.UpdatedAt.Equal(st.UpdatedAt) || !got.LastSeenAt.Equal(f.clock.Now()) {
+			t.Fatalf("after a heartbeat: updated_at %v (was %v), last_seen_at %v (now %v)", got.UpdatedAt, st.UpdatedAt, got.LastSeenAt, f.clock.Now())
+		}
+	})
+}

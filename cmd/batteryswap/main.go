@@ -1,5 +1,5 @@
 // Command batteryswap runs the battery-swap booking service and its tools:
-// serve (the default), migrate, broadcast, watch and users.
+// serve (the default), demo, migrate, broadcast, watch and users.
 package main
 
 import (
@@ -31,6 +31,8 @@ const usage = `batteryswap — battery-swap booking service
 
 Usage:
   batteryswap [serve] [flags]                 run the HTTP server (default)
+  batteryswap demo [--riders N] [--speed X] [--seed S]
+                                              serve a seeded demo network kept alive by a simulator
   batteryswap migrate [up|down|status]        apply or inspect SQL migrations
   batteryswap broadcast [--station-id N] [--message TEXT]
                                               publish a test inventory_update
@@ -38,7 +40,7 @@ Usage:
   batteryswap users create --email E --password P [--name N] [--admin]
   batteryswap users set-role --email E --role user|admin
 
-serve, migrate, broadcast and users take the configuration flags (run
+serve, demo, migrate, broadcast and users take the configuration flags (run
 "batteryswap serve -h" to list them); watch takes its own ("watch -h").
 Flags may come before or after a command's words; the configuration flags
 also before the command (batteryswap --database-url URL migrate status).
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, args, getenv, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, getenv, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, args, getenv, stdout, stderr)
 	case "broadcast":

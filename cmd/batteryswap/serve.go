@@ -41,6 +41,24 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	a.hintDemo(ctx)
+	return a.run(ctx)
+}
+
+// hintDemo tells the operator of an empty database how to see the service
+// at work: the demo network, or the admin API.
+func (a *app) hintDemo(ctx context.Context) {
+	list, err := a.store.ListStations(ctx, models.StationFilter{Page: models.Page{Limit: 1}})
+	if err == nil && len(list) == 0 {
+		a.log.Info("the database has no stations yet: run \"batteryswap demo\" (go run ./cmd/batteryswap demo) for a live demo network, " +
+			"or create stations with the admin API (POST /api/v1/stations)")
+	}
+}
+
+// run listens on ADDR (and METRICS_ADDR) and serves until ctx ends
+// (SIGTERM), then drains and closes the app.
+func (a *app) run(ctx context.Context) error {
+	cfg := a.cfg
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		a.close()
@@ -97,6 +115,7 @@ type app struct {
 	// metrics serves /metrics alone when METRICS_ADDR is set.
 	metrics *http.Server
 
+	bgCtx  context.Context
 	stopBG context.CancelFunc
 	bg     sync.WaitGroup
 }
@@ -186,7 +205,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	}
 
 	bg, stop := context.WithCancel(context.Background())
-	a.stopBG = stop
+	a.bgCtx, a.stopBG = bg, stop
 	relay := stream.NewRelay(a.store, a.broker, stream.RelayOptions{Logger: log, Metrics: metrics})
 	a.goBG(func() { _ = relay.Run(bg) })
 	a.goBG(func() {
@@ -230,6 +249,9 @@ func (a *app) reclassLoop(ctx context.Context) {
 		}
 	}
 }
+
+// bgContext ends when the app's background loops are told to stop.
+func (a *app) bgContext() context.Context { return a.bgCtx }
 
 func (a *app) goBG(fn func()) {
 	a.bg.Add(1)

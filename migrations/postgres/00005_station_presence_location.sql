@@ -10,8 +10,10 @@ CREATE INDEX stations_location ON stations (latitude, longitude);
 -- their controllers have STATION_STALE_AFTER to report in.
 ALTER TABLE stations ADD COLUMN presence TEXT NOT NULL DEFAULT 'online' CHECK (presence IN ('online', 'offline'));
 ALTER TABLE stations ADD COLUMN last_seen_at TIMESTAMPTZ NOT NULL DEFAULT now();
--- The sweep looks for online stations last seen before a cutoff.
-CREATE INDEX stations_presence_seen ON stations (presence, last_seen_at);
+-- The sweep looks for online stations last seen before a cutoff. Partial,
+-- so that a query on presence = 'online' alone (?available=true) is never
+-- planned through it instead of through the location index.
+CREATE INDEX stations_presence_seen ON stations (last_seen_at) WHERE presence = 'online';
 
 -- +goose Down
 DROP INDEX stations_presence_seen;

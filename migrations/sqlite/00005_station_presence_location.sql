@@ -13,8 +13,10 @@ CREATE INDEX stations_location ON stations (latitude, longitude);
 ALTER TABLE stations ADD COLUMN presence TEXT NOT NULL DEFAULT 'online' CHECK (presence IN ('online', 'offline'));
 ALTER TABLE stations ADD COLUMN last_seen_at DATETIME NOT NULL DEFAULT '1970-01-01 00:00:00+00:00';
 UPDATE stations SET last_seen_at = strftime('%Y-%m-%d %H:%M:%f+00:00', 'now');
--- The sweep looks for online stations last seen before a cutoff.
-CREATE INDEX stations_presence_seen ON stations (presence, last_seen_at);
+-- The sweep looks for online stations last seen before a cutoff. Partial,
+-- so that a query on presence = 'online' alone (?available=true) is never
+-- planned through it instead of through the location index.
+CREATE INDEX stations_presence_seen ON stations (last_seen_at) WHERE presence = 'online';
 
 -- +goose Down
 DROP INDEX stations_presence_seen;
