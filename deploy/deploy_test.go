@@ -400,7 +400,7 @@ func serviceURL(m *model, env map[string]string, key string, schemes []string, i
 // instances"): one database and broker, tokens that verify everywhere, the
 // same holds and retention.
 var sharedKeys = []string{"DATABASE_URL", "REDIS_URL", "JWT_SECRET", "HISTORY_RETENTION", "BOOKING_HOLD",
-	"BOOKING_WARN", "READY_CHARGE", "ALLOWED_ORIGINS"}
+	"BOOKING_WARN", "READY_CHARGE", "ALLOWED_ORIGINS", "STATION_STALE_AFTER"}
 
 func checkSharedSettings(m *model) []string {
 	var out []string

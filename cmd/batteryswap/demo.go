@@ -210,7 +210,11 @@ func newSimulator(ctx context.Context, s *store.Store, opt demoOptions, staleAft
 	}
 	start := sim.now()
 	for _, st := range existing {
-		sim.stations = append(sim.stations, &simStation{id: st.ID, lat: st.Latitude, lon: st.Longitude, lastBeat: start.Add(-staleAfter)})
+		ss := &simStation{id: st.ID, lat: st.Latitude, lon: st.Longitude, lastBeat: start.Add(-staleAfter)}
+		if st.Status != models.StationOpen {
+			ss.reopenAt = 1 + sim.rng.IntN(20) // closed when an earlier run stopped
+		}
+		sim.stations = append(sim.stations, ss)
 	}
 	log.Info(fmt.Sprintf("demo: %d stations around Berlin; riders sign in as rider1@%s … with password %q", len(existing), demoDomain, demoRiderPassword),
 		"riders", opt.Riders, "speed", opt.Speed, "seed", opt.Seed)

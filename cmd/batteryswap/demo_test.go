@@ -101,9 +101,21 @@ func TestDemoRefusesAnotherNetwork(t *testing.T) {
 	if _, err := newSimulator(ctx, own, demoOptions{Speed: 1, Seed: 1}, time.Minute, quietLog()); err != nil {
 		t.Fatal(err)
 	}
+	// An earlier run stopped with a station closed: this one reopens it.
+	closed := models.StationClosed
+	first, _ := own.AllStations(ctx)
+	if _, err := own.UpdateStation(ctx, first[0].ID, models.StationPatch{Status: &closed}); err != nil {
+		t.Fatal(err)
+	}
 	sim, err := newSimulator(ctx, own, demoOptions{Speed: 1, Seed: 1}, time.Minute, quietLog())
 	if err != nil || len(sim.stations) != len(demoPlaces) {
 		t.Fatalf("picking up the demo's own network: %v", err)
+	}
+	for range 21 {
+		sim.step(ctx)
+	}
+	if st, _ := own.FindStationByID(ctx, first[0].ID); st.Status != models.StationOpen {
+		t.Fatalf("the station an earlier run closed is %s after 21 ticks", st.Status)
 	}
 }
 
@@ -125,7 +137,16 @@ func TestDemoOptions(t *testing.T) {
 // its battery rows say, and every booked pack is held by exactly one
 // active booking.
 func TestDemoRunIsLiveAndConsistent(t *testing.T) {
-	in := singleInstance(t, map[string]string{"STATION_STALE_AFTER": "1s"})
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			cfg := testConfig(t, storetest.URL(t, d), "")
+			cfg.StationStaleAfter = time.Second
+			demoRunIsLiveAndConsistent(t, startInstance(t, cfg))
+		})
+	}
+}
+
+func demoRunIsLiveAndConsistent(t *testing.T, in *instance) {
 	ctx := context.Background()
 	sim, err := newSimulator(ctx, in.app.store, demoOptions{Riders: 15, Speed: 1, Seed: 3}, time.Second, quietLog())
 	if err != nil {
