@@ -34,6 +34,7 @@ func TestIndexHooks(t *testing.T) {
 		`id="add-battery-form"`, `id="add-battery-station"`, `id="add-battery-serial"`, `id="add-battery-charge"`,
 		`id="create-station-form"`, `id="station-name"`, `id="station-address"`, `id="station-lat"`, `id="station-lon"`,
 		`id="my-booking"`, `id="unread-count"`,
+		`id="map"`, `id="station-detail"`, `id="near-form"`, `id="near-location"`, `id="near-available"`, `id="near-geo"`, `id="near-list"`,
 	} {
 		if !strings.Contains(index, want) {
 			t.Errorf("index.html lacks %s", want)

@@ -145,7 +145,10 @@ func (p *page) shot(label string) {
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&buf, 100)); err == nil {
-		_ = os.WriteFile(filepath.Join(p.b.dir, fmt.Sprintf("%s-%s-%s.png", p.b.t.Name(), p.name, label)), buf, 0o644)
+		path := filepath.Join(p.b.dir, fmt.Sprintf("%s-%s-%s.png", p.b.t.Name(), p.name, label))
+		if err := os.WriteFile(path, buf, 0o644); err == nil {
+			p.b.t.Logf("screenshot: %s", path)
+		}
 	}
 }
 

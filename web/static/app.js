@@ -2,13 +2,22 @@
  * app.js drives the batteryswap live dashboard (CONTRACT.md §3–5).
  *
  * Stable DOM hooks; browser tests rely on them, so keep them:
- *   #conn-status[data-state]   "live" | "reconnecting" | "resumed" (station stream)
+ *   #conn-status[data-state]   "live" | "reconnecting" | "resumed" (station stream);
+ *       its [data-field="delay"]: the latest event's delivery delay
  *   [data-station-id="N"]      station card, containing
  *       [data-field="available"], [data-field="charging"], [data-field="booked"],
  *       [data-field="total"]   plain numbers
  *       [data-field="name"], [data-field="address"], [data-field="message"],
  *       [data-field="status"]  (data-status: open | closed | maintenance)
+ *       [data-field="presence"] "Offline · last seen …" (the card has data-presence)
+ *       [data-field="fresh"]   "updated N s ago"
  *       button[data-action="book"], [data-field="feedback"]
+ *   #map [data-marker-id="N"]  a station's marker (data-availability: available |
+ *                              charging | empty | closed | offline; aria-pressed when chosen);
+ *                              #map .you (the "near me" location); #map-all (shows every station)
+ *   #station-detail [data-detail-id="N"]  the chosen station, the same fields as a card
+ *   #near-form      #near-location ("lat,lon"), #near-available, #near-geo;
+ *                   #near-list li[data-near-id="N"] [data-field="distance"]
  *   #login-form     #login-email, #login-password
  *   #register-form  #register-email, #register-password, #register-name
  *   #account, #logout-button
@@ -26,6 +35,7 @@
  * after the input, which gets aria-invalid="true".
  */
 import { connect } from "./live.js";
+import { StationMap } from "./map.js";
 
 const TOKEN_KEY = "bs_token";
 const COUNTS = {
@@ -57,6 +67,10 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   user: null,
   stations: new Map(), // id -> { station, card, busy }
+  selected: null, // id of the station chosen on the map
+  detail: null, // its card in #station-detail
+  near: [], // the last "near me" answer: [{ id, distance_m }]
+  map: null,
   pending: new Map(), // id of a station being fetched -> events that arrived meanwhile
   booking: null,
   unread: [],
@@ -69,6 +83,20 @@ const field = (root, name) => root.querySelector(`[data-field="${name}"]`);
 const isActive = (b) => b?.status === "confirmed" || b?.status === "ready";
 const num = (v) => (v === null || v === "" ? undefined : Number(v));
 const report = (err) => console.warn("batteryswap:", err);
+
+// The server's clock, as far as this page can tell: a fresh stream's
+// connection_established carries the server's time when it was sent. An
+// offset under a second is taken for network latency and ignored; a larger
+// one is this device's clock being off, which would skew "N s ago", the
+// delivery delay and the booking countdown.
+let clockOffset = 0;
+const serverNow = () => Date.now() - clockOffset;
+function syncClock(ev) {
+  const t = Date.parse(ev.timestamp);
+  if (!Number.isFinite(t)) return;
+  const off = Date.now() - t;
+  clockOffset = Math.abs(off) > 1000 ? off : 0;
+}
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -175,7 +203,29 @@ function onSubmit(form, fn) {
 
 // ---- Stations --------------------------------------------------------------
 
-function stationCard(id) {
+// ago says how long ago an RFC 3339 time was, coarsely ("12 s ago").
+function ago(iso) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return "";
+  const s = Math.max(0, Math.round((serverNow() - t) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `on ${new Date(t).toLocaleDateString()}`;
+}
+
+// lastSeen says when an offline station was last heard from (a zero time: never).
+const lastSeen = (s) => (Date.parse(s.last_seen_at) > 0 ? `last seen ${ago(s.last_seen_at)}` : "never seen");
+
+function distance(m) {
+  if (typeof m !== "number") return "";
+  if (m < 1000) return `${Math.round(m / 10) * 10} m`;
+  return `${(m / 1000).toFixed(m < 10000 ? 1 : 0)} km`;
+}
+
+// stationCard builds a station's card; prefix keeps element ids unique when
+// the same station is drawn twice (on the board and as the map's choice).
+function stationCard(id, prefix = "station") {
   const tallies = Object.keys(COUNTS).map((k) =>
     h(
       "div",
@@ -186,14 +236,15 @@ function stationCard(id) {
   );
   return h(
     "article",
-    { class: "card", "data-station-id": id, "aria-labelledby": `station-${id}-name` },
+    { class: "card", "data-station-id": id, "aria-labelledby": `${prefix}-${id}-name` },
     h(
       "div",
       { class: "card-head" },
-      h("h3", { id: `station-${id}-name`, "data-field": "name" }),
+      h("h3", { id: `${prefix}-${id}-name`, "data-field": "name" }),
       h("span", { class: "badge", "data-field": "status" }),
     ),
     h("p", { class: "address", "data-field": "address" }),
+    h("p", { class: "presence", "data-field": "presence" }),
     h("p", { class: "message", "data-field": "message" }),
     h(
       "div",
@@ -204,15 +255,14 @@ function stationCard(id) {
     h(
       "div",
       { class: "card-foot" },
-      h("span", { class: "muted" }, `Station #${id}`),
+      h("span", { class: "muted" }, `Station #${id} · `, h("time", { "data-field": "fresh" })),
       h("button", { type: "button", class: "primary", "data-action": "book" }, "Book"),
     ),
     h("p", { class: "feedback", "data-field": "feedback", "aria-live": "polite" }),
   );
 }
 
-function renderStation(entry, flash = false) {
-  const { station: s, card } = entry;
+function paintCard(card, s, busy) {
   field(card, "name").textContent = s.name;
   const badge = field(card, "status");
   badge.textContent = STATUS_LABEL[s.status] || s.status;
@@ -221,6 +271,12 @@ function renderStation(entry, flash = false) {
   const message = field(card, "message");
   message.textContent = s.message || "";
   message.hidden = !s.message;
+  const offline = s.presence === "offline";
+  card.dataset.presence = s.presence || "online";
+  const presence = field(card, "presence");
+  presence.textContent = offline ? `Offline · ${lastSeen(s)}` : "";
+  presence.hidden = !offline;
+  paintFresh(card, s);
   for (const [k, key] of Object.entries(COUNTS)) {
     const n = s[key] || 0;
     field(card, k).textContent = String(n);
@@ -228,13 +284,29 @@ function renderStation(entry, flash = false) {
     if (seg) seg.style.width = s.total_batteries ? `${(100 * n) / s.total_batteries}%` : "0";
   }
   const book = $('[data-action="book"]', card);
-  book.disabled = entry.busy || s.status !== "open" || (s.available_batteries || 0) + (s.charging_batteries || 0) < 1;
+  book.disabled =
+    busy || offline || s.status !== "open" || (s.available_batteries || 0) + (s.charging_batteries || 0) < 1;
   book.setAttribute("aria-label", `Book a battery at ${s.name}`);
+}
+
+function paintFresh(card, s) {
+  const fresh = field(card, "fresh");
+  fresh.dateTime = s.updated_at || "";
+  fresh.textContent = s.updated_at ? `updated ${ago(s.updated_at)}` : "";
+  if (s.presence === "offline") field(card, "presence").textContent = `Offline · ${lastSeen(s)}`;
+}
+
+function renderStation(entry, flash = false) {
+  const { station: s, card } = entry;
+  paintCard(card, s, entry.busy);
   if (flash) {
     card.classList.remove("flash");
     void card.offsetWidth; // restart the animation
     card.classList.add("flash");
   }
+  if (state.selected === s.id) paintCard(state.detail, s, entry.busy);
+  state.map.update(s);
+  if (state.near.some((n) => n.id === s.id)) renderNear();
 }
 
 function applyStation(s, flash = false) {
@@ -247,9 +319,32 @@ function applyStation(s, flash = false) {
     $("#board").insertBefore(entry.card, next || null);
     $("#board-empty").hidden = true;
   }
+  // Events can arrive out of commit order with a fetched station: freshness only goes forward.
+  if (s.updated_at && entry.station.updated_at && Date.parse(s.updated_at) < Date.parse(entry.station.updated_at)) {
+    s = { ...s, updated_at: entry.station.updated_at };
+  }
   Object.assign(entry.station, s);
   renderStation(entry, flash);
   if (named !== entry.station.name) renderStationOptions();
+}
+
+// chooseStation shows station id (null: none) beside the map, as a card of its own.
+function chooseStation(id) {
+  const entry = state.stations.get(id);
+  state.selected = entry ? id : null;
+  state.map.select(state.selected);
+  const box = $("#station-detail");
+  if (!entry) {
+    state.detail = null;
+    box.replaceChildren(h("p", { class: "muted" }, "No station chosen."));
+    return;
+  }
+  const card = stationCard(id, "detail");
+  card.removeAttribute("data-station-id");
+  card.dataset.detailId = id;
+  state.detail = card;
+  box.replaceChildren(card);
+  paintCard(card, entry.station, entry.busy);
 }
 
 function renderStationOptions() {
@@ -263,6 +358,8 @@ function onSnapshot(ev) {
     if (ids.has(id)) continue;
     entry.card.remove();
     state.stations.delete(id);
+    state.map.remove(id);
+    if (state.selected === id) chooseStation(null);
   }
   for (const s of ev.stations || []) applyStation(s);
   const empty = $("#board-empty");
@@ -277,11 +374,30 @@ function onStationEvent(ev) {
     fetchStation(ev.station_id, ev);
     return;
   }
+  const before = state.stations.get(ev.station_id).station;
   const patch = { id: ev.station_id };
   if (ev.station_name) patch.name = ev.station_name;
+  if (ev.timestamp) patch.updated_at = ev.timestamp;
   for (const key of Object.values(COUNTS)) if (typeof ev[key] === "number") patch[key] = ev[key];
-  if (ev.type === "station_status") Object.assign(patch, { status: ev.status, message: ev.message });
+  if (ev.type === "station_status") {
+    Object.assign(patch, { status: ev.status, message: ev.message });
+    if (ev.presence) patch.presence = ev.presence;
+    if (ev.last_seen_at) patch.last_seen_at = ev.last_seen_at;
+    else if (ev.presence === "offline" && before.presence !== "offline") fetchLastSeen(ev.station_id);
+  }
   applyStation(patch, true);
+}
+
+// fetchLastSeen fills in when a station that just went offline was last
+// heard from (station_status does not say); only that field is taken, so a
+// fetch that races newer events cannot roll their counts back.
+async function fetchLastSeen(id) {
+  try {
+    const s = await api("GET", `/stations/${id}`);
+    if (state.stations.has(id)) applyStation({ id, last_seen_at: s.last_seen_at });
+  } catch (err) {
+    report(err);
+  }
 }
 
 // fetchStation loads a station first heard of in ev. The fetched state is at
@@ -302,8 +418,9 @@ async function fetchStation(id, ev) {
   }
 }
 
-async function book(entry) {
-  const feedback = field(entry.card, "feedback");
+// book books a battery at entry's station; feedback is the message next to
+// the Book button that was pressed (on the board or beside the map).
+async function book(entry, feedback) {
   if (!state.user) {
     feedback.textContent = "Sign in to book a battery.";
     $("#login-email").focus();
@@ -325,21 +442,154 @@ async function book(entry) {
   }
 }
 
+function onBookClick(ev) {
+  const button = ev.target.closest('[data-action="book"]');
+  if (!button) return;
+  const card = button.closest(".card");
+  const entry = state.stations.get(Number(card.dataset.stationId || card.dataset.detailId));
+  if (entry) book(entry, field(card, "feedback"));
+}
+
+// showDelay puts the latest event's delivery delay (its arrival here minus
+// its commit on the server, on the server's clock) into the connection indicator.
+function showDelay(ev) {
+  const t = Date.parse(ev.timestamp);
+  if (!Number.isFinite(t)) return;
+  const ms = Math.max(0, serverNow() - t);
+  const el = field($("#conn-status"), "delay");
+  el.textContent = ms < 1000 ? `delay ${ms} ms` : `delay ${(ms / 1000).toFixed(1)} s`;
+  el.dataset.ms = String(ms);
+  el.hidden = false;
+}
+
 function startStations() {
-  const handlers = { snapshot: onSnapshot };
-  for (const type of STATION_EVENTS) handlers[type] = onStationEvent;
+  state.map = new StationMap($("#map"), {
+    onSelect: chooseStation,
+    describe: (s) => (s.presence === "offline" ? lastSeen(s) : ""),
+    onFit: (fitted) => {
+      $("#map-all").hidden = !fitted;
+    },
+  });
+  $("#map-all").addEventListener("click", () => {
+    state.map.fit(null);
+    state.map.focus();
+  });
+  const handlers = { connection_established: syncClock, snapshot: onSnapshot };
+  for (const type of STATION_EVENTS) {
+    handlers[type] = (ev) => {
+      showDelay(ev);
+      onStationEvent(ev);
+    };
+  }
   connect("stream/stations", {
     handlers,
     onState: (s) => {
       const el = $("#conn-status");
       el.dataset.state = s;
       field(el, "label").textContent = CONN_LABEL[s];
+      if (s === "reconnecting") field(el, "delay").hidden = true;
     },
   });
-  $("#board").addEventListener("click", (ev) => {
-    const button = ev.target.closest('[data-action="book"]');
+  $("#board").addEventListener("click", onBookClick);
+  $("#station-detail").addEventListener("click", onBookClick);
+  // Freshness ticks: "updated N s ago", "last seen …" on cards and the map.
+  setInterval(() => {
+    for (const { station, card } of state.stations.values()) paintFresh(card, station);
+    const chosen = state.stations.get(state.selected);
+    if (chosen) paintFresh(state.detail, chosen.station);
+    state.map.refresh();
+    renderNear();
+  }, 1000);
+}
+
+// ---- Near me ---------------------------------------------------------------
+
+// parseLocation reads "lat,lon" (spaces allowed); null when it is not two numbers.
+function parseLocation(text) {
+  const m = /^\s*(-?\d+(?:\.\d+)?)\s*[,;\s]\s*(-?\d+(?:\.\d+)?)\s*$/.exec(text || "");
+  return m ? { lat: Number(m[1]), lon: Number(m[2]) } : null;
+}
+
+// nearItem draws one "near me" row, or updates it in place (keeping focus).
+function nearItem({ id, distance_m: d }, li = null) {
+  const s = state.stations.get(id)?.station;
+  if (!s) return null;
+  li ||= h(
+    "li",
+    { "data-near-id": id },
+    h("button", { type: "button", class: "link", "data-action": "show" }),
+    h("span", { class: "distance", "data-field": "distance" }, distance(d)),
+    h("span", { class: "muted", "data-field": "what" }),
+  );
+  const offline = s.presence === "offline";
+  li.dataset.presence = s.presence || "online";
+  const button = $('[data-action="show"]', li);
+  button.textContent = s.name;
+  button.setAttribute("aria-label", `Show ${s.name} on the map`);
+  field(li, "what").textContent = offline
+    ? `Offline · ${lastSeen(s)}`
+    : s.status !== "open"
+      ? STATUS_LABEL[s.status] || s.status
+      : `${s.available_batteries || 0} ready · ${s.charging_batteries || 0} charging`;
+  return li;
+}
+
+// renderNear updates the "near me" rows in place; fresh draws the last
+// answer anew.
+function renderNear(fresh = false) {
+  const list = $("#near-list");
+  if (fresh) {
+    list.replaceChildren(...state.near.map((n) => nearItem(n)).filter(Boolean));
+    return;
+  }
+  for (const n of state.near) {
+    const li = $(`[data-near-id="${n.id}"]`, list);
+    if (li) nearItem(n, li);
+  }
+}
+
+function startNear() {
+  const form = $("#near-form");
+  const input = $("#near-location");
+  const geo = $("#near-geo");
+  geo.hidden = !navigator.geolocation;
+  geo.addEventListener("click", () => {
+    clearErrors(form);
+    say(form, "Finding your location…");
+    navigator.geolocation.getCurrentPosition(
+      ({ coords }) => {
+        input.value = `${coords.latitude.toFixed(5)},${coords.longitude.toFixed(5)}`;
+        form.requestSubmit();
+      },
+      (err) => {
+        say(form, `Your location is not available (${err.message || "denied"}). Type it as latitude,longitude.`, true);
+        input.focus();
+      },
+      { timeout: 10000, maximumAge: 60000 },
+    );
+  });
+  onSubmit(form, async (fd) => {
+    const loc = parseLocation(fd.get("near"));
+    if (!loc) {
+      throw new ApiError(422, { error: { message: "Type your location as latitude,longitude.", fields: { near: "must be two numbers, such as 51.5074,-0.1278" } } });
+    }
+    const query = new URLSearchParams({ near: `${loc.lat},${loc.lon}`, limit: "10" });
+    if (fd.get("available")) query.set("available", "true");
+    const { stations } = await api("GET", `/stations?${query}`);
+    for (const s of stations) if (!state.stations.has(s.id)) applyStation(s);
+    state.near = stations.map(({ id, distance_m }) => ({ id, distance_m }));
+    state.map.setYou(loc);
+    state.map.fit(state.near.slice(0, 3).map((n) => n.id)); // you and the closest few
+    renderNear(true);
+    if (!stations.length) return "No stations near there.";
+    return `The ${stations.length === 1 ? "nearest station" : `${stations.length} nearest stations`}, closest first.`;
+  });
+  $("#near-list").addEventListener("click", (ev) => {
+    const button = ev.target.closest('[data-action="show"]');
     if (!button) return;
-    book(state.stations.get(Number(button.closest("[data-station-id]").dataset.stationId)));
+    const id = Number(button.closest("li").dataset.nearId);
+    state.map.choose(id, true);
+    $("#map").scrollIntoView?.({ block: "nearest" });
   });
 }
 
@@ -369,7 +619,7 @@ function tick() {
   const b = state.booking;
   if (!isActive(b)) return;
   const el = field($("#my-booking"), "countdown");
-  const left = Math.ceil((Date.parse(b.expires_at) - Date.now()) / 1000);
+  const left = Math.ceil((Date.parse(b.expires_at) - serverNow()) / 1000);
   el.dateTime = b.expires_at;
   el.title = `Until ${new Date(b.expires_at).toLocaleTimeString()}`;
   el.textContent =
@@ -670,6 +920,7 @@ function startAdmin() {
 // ---- Start -----------------------------------------------------------------
 
 startStations();
+startNear();
 startBookingPanel();
 startNotificationPanel();
 startAuth();
