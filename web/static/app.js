@@ -483,6 +483,9 @@ function startStations() {
   }
   connect("stream/stations", {
     handlers,
+    // The board shows current counts: a phone that falls behind gets the
+    // newest per station instead of being cut off (CONTRACT §4).
+    params: { delivery: "latest" },
     onState: (s) => {
       const el = $("#conn-status");
       el.dataset.state = s;
