@@ -170,7 +170,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 			}
 		}
 	}()
-	ws := &wsStream{conn: conn, held: hj.conn, sock: sock}
+	ws := &wsStream{conn: conn, held: hj.conn, sock: sock, frames: context.WithoutCancel(sock)}
 	if err = s.writeOpening(ws, transportWS, intro); err == nil {
 		err = s.pump(ctx, sub, ws, transportWS)
 	}
@@ -191,6 +191,11 @@ type wsStream struct {
 	conn *websocket.Conn
 	held *heldConn
 	sock context.Context
+	// frames is the context of the pump's message writes: one that never
+	// ends, since they only fill the heldConn (its flush is bounded by its
+	// write deadline), and the library watches a context that can end with
+	// a context.AfterFunc per message.
+	frames context.Context
 }
 
 func (w *wsStream) frame(m *stream.Message) []byte { return m.Data() }
@@ -200,7 +205,7 @@ func (w *wsStream) frame(m *stream.Message) []byte { return m.Data() }
 func (w *wsStream) write(frames net.Buffers) error {
 	w.held.hold()
 	for _, f := range frames {
-		if err := w.conn.Write(w.sock, websocket.MessageText, f); err != nil {
+		if err := w.conn.Write(w.frames, websocket.MessageText, f); err != nil {
 			_ = w.held.flush()
 			return fmt.Errorf("%w: %w", errClientGone, err)
 		}
@@ -249,9 +254,10 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Every write that reaches the socket gets writeTimeout to finish.
 type heldConn struct {
 	net.Conn
-	mu      sync.Mutex
-	holding bool
-	buf     []byte
+	mu       sync.Mutex
+	holding  bool
+	buf      []byte
+	deadline time.Time // the write deadline set last
 }
 
 // maxHeldBuffer is the largest buffer an idle connection keeps.
@@ -272,14 +278,21 @@ func (h *heldConn) Write(p []byte) (int, error) {
 func (h *heldConn) writeLocked(p []byte) (int, error) {
 	done := 0
 	for {
-		if err := h.Conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
-			return done, err
+		// Re-armed only once half of it is used: every write then has at
+		// least half a writeTimeout, and a busy stream does not move a
+		// runtime timer per message.
+		if now := time.Now(); h.deadline.Sub(now) < writeTimeout/2 {
+			h.deadline = now.Add(writeTimeout)
+			if err := h.Conn.SetWriteDeadline(h.deadline); err != nil {
+				return done, err
+			}
 		}
 		n, err := h.Conn.Write(p[done:])
 		done += n
 		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return done, err
 		}
+		h.deadline = time.Time{} // progress: a new deadline for the rest
 	}
 }
 
