@@ -127,15 +127,6 @@ func (f *fixture) collectBothBehind(locked int64, serial string, bookings [2]*mo
 	return errs
 }
 
-func noInternal(t *testing.T, errs ...error) {
-	t.Helper()
-	for i, err := range errs {
-		if err != nil && models.ErrorCode(err) != models.CodeConflict && models.ErrorCode(err) != models.CodeInvalidState {
-			t.Errorf("change %d: %v (code %s), want success or a 409", i, err, models.ErrorCode(err))
-		}
-	}
-}
-
 // Telemetry for a collected pack, read just before a collect hands that
 // pack in, does not undo the swap-in.
 func TestSwapInAgainstTelemetry(t *testing.T) {
