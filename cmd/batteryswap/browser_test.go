@@ -131,6 +131,9 @@ func (p *page) waitFor(what, js string) {
 	p.b.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
 	defer cancel()
+	// An element the page has not drawn yet makes a predicate throw: that
+	// is "not yet", not a failure; one that never holds times out.
+	js = "(() => { try { return !!(" + js + "); } catch (e) { return false; } })()"
 	var ok bool
 	if err := chromedp.Run(ctx, chromedp.Poll(js, &ok, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil || !ok {
 		p.shot("timeout")
