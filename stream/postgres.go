@@ -187,10 +187,10 @@ func (b *PostgresBroker) Ping(ctx context.Context) error {
 
 // Close implements Broker.
 func (b *PostgresBroker) Close() error {
+	b.cancel() // first: a read in progress holds mu until its query ends
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
-	b.cancel()
 	b.done.Wait()
 	b.notifyMu.Lock()
 	defer b.notifyMu.Unlock()
