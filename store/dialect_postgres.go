@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -237,6 +238,14 @@ func (s *Store) pgLease(conn *sql.Conn) (*relayLease, error) {
 // leaseConnLost reports whether a lease query's error means PostgreSQL
 // ended the lease's session (and released the lock), e.g. after leaseIdle
 // of silence: a FATAL error.
+// poke sends on a wake-up channel of capacity 1 without blocking.
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
 func leaseConnLost(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Severity == "FATAL"
@@ -245,6 +254,23 @@ func leaseConnLost(err error) bool {
 // notifyChannel is the PostgreSQL channel on which instances announce
 // committed outbox rows to each other's relays.
 const notifyChannel = "batteryswap_outbox"
+
+// publishedChannel is the channel on which the relay announces a published
+// batch, for instances whose broker is the database (stream.PostgresBroker).
+const publishedChannel = "batteryswap_published"
+
+// AnnouncePublished tells every instance listening on PostgreSQL (this one
+// included) that the relay published the events up to seq; it implements
+// stream.Announcer. PostgreSQL only.
+func (s *Store) AnnouncePublished(ctx context.Context, seq int64) error {
+	return s.db.WithContext(ctx).Exec("SELECT pg_notify(?, ?)", publishedChannel, strconv.FormatInt(seq, 10)).Error
+}
+
+// Published receives (coalesced) when any instance's relay announced a
+// published batch, and after the listener (re)connects, since announcements
+// may have passed meanwhile; it implements stream.Announcer. On SQLite it
+// never receives.
+func (s *Store) Published() <-chan struct{} { return s.published }
 
 // listen forwards other instances' NOTIFYs to this relay and sends this
 // instance's own.
@@ -283,20 +309,21 @@ func (d *postgresDialect) listenOnce(ctx context.Context, s *Store) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		return err
-	}
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
+	for _, ch := range []string{notifyChannel, publishedChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			return err
 		}
-		if n.Payload == s.instance {
-			continue // our own commits woke our relay already
-		}
-		select {
-		case s.wake <- struct{}{}:
-		default:
+	}
+	poke(s.published)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		switch {
+		case err != nil:
+			return err
+		case n.Channel == publishedChannel:
+			poke(s.published)
+		case n.Payload != s.instance: // our own commits woke our relay already
+			poke(s.wake)
 		}
 	}
 }

@@ -63,6 +63,7 @@ type Store struct {
 	log     *slog.Logger
 
 	wake      chan struct{} // this instance's relay
+	published chan struct{} // PostgreSQL: a relay published a batch (Published)
 	announce  chan struct{} // PostgreSQL: tell the other instances' relays
 	instance  string        // NOTIFY payload, so the listener skips its own
 	relayLock chan struct{} // SQLite: the in-process relay lease
@@ -138,6 +139,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s := &Store{
 		db: db, sqlDB: sqlDB, dialect: d, dsn: dsn, opts: opts, log: opts.Logger,
 		wake:      make(chan struct{}, 1),
+		published: make(chan struct{}, 1),
 		announce:  make(chan struct{}, 1),
 		instance:  rand.Text(),
 		relayLock: make(chan struct{}, 1),

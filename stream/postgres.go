@@ -4,23 +4,28 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"batteryswap/models"
 )
 
 var _ Broker = (*PostgresBroker)(nil)
 
+// Announcer carries the news of published batches between the instances
+// that share a PostgreSQL database: the store's LISTEN/NOTIFY.
+type Announcer interface {
+	// AnnouncePublished tells every instance, this one included, that the
+	// events up to seq are published.
+	AnnouncePublished(ctx context.Context, seq int64) error
+	// Published receives (coalesced) when an instance announced a batch,
+	// and whenever announcements may have been missed (a reconnect).
+	Published() <-chan struct{}
+}
+
 // PostgresOptions configure a PostgresBroker; zero values take the defaults.
 type PostgresOptions struct {
-	// Channel is the NOTIFY channel (default "batteryswap_published").
-	Channel string
-	// Poll is how often the broker reads the outbox when no notification
+	// Poll is how often the broker reads the outbox when no announcement
 	// came (default 1s): a lost NOTIFY delays events by at most this much.
 	Poll time.Duration
 	// Batch is how many events one outbox read returns (default 512).
@@ -31,28 +36,26 @@ type PostgresOptions struct {
 
 // PostgresBroker is the Broker for several instances on one PostgreSQL
 // database without Redis: the database is the bus. The relay's Publish
-// sends a NOTIFY; every instance (the relay's own included) LISTENs, and on
-// a notification reads the events after the last one it delivered, for
-// the topics its Hub follows, from the outbox, and delivers them in Seq
-// order. The outbox is the only path, so nothing is lost while a
-// connection is down: the reader catches up from its cursor, and polls as
-// a safety net for a lost NOTIFY. It never calls Handler.Resync.
+// announces the batch (a NOTIFY, through the Announcer); every instance
+// (the relay's own included), on an announcement, reads the events after
+// the last one it delivered, for the topics its Hub follows, from the
+// outbox, and delivers them in Seq order. The outbox is the only path, so
+// nothing is lost while a connection is down: the reader catches up from
+// its cursor, and polls as a safety net for a lost announcement. It never
+// calls Handler.Resync.
 //
 // It costs a query per published batch per instance, against none for
-// Redis, and NOTIFY takes a database-wide lock at commit: Redis stays the
-// broker for clusters under load.
+// Redis: Redis stays the broker for clusters under load.
 type PostgresBroker struct {
-	dsn     string
-	outbox  Outbox
-	channel string
-	poll    time.Duration
-	batch   int
-	log     *slog.Logger
+	outbox    Outbox
+	announcer Announcer
+	poll      time.Duration
+	batch     int
+	log       *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   sync.WaitGroup
-	wake   chan struct{} // capacity 1
 
 	// mu is held across a whole read and delivery, so a Subscribe that
 	// returns has waited for any read that did not include its topics.
@@ -62,19 +65,11 @@ type PostgresBroker struct {
 	cursor int64 // Seq of the last event read; valid once primed
 	primed bool
 	closed bool
-
-	listening atomic.Bool
-
-	notifyMu sync.Mutex
-	notify   *pgx.Conn // for NOTIFY; nil until first use, or after an error
 }
 
-// NewPostgresBroker returns a broker that listens on the database at dsn
-// and reads events from o.
-func NewPostgresBroker(dsn string, o Outbox, opts PostgresOptions) *PostgresBroker {
-	if opts.Channel == "" {
-		opts.Channel = "batteryswap_published"
-	}
+// NewPostgresBroker returns a broker that hears of published batches
+// through a and reads their events from o.
+func NewPostgresBroker(o Outbox, a Announcer, opts PostgresOptions) *PostgresBroker {
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
@@ -86,15 +81,14 @@ func NewPostgresBroker(dsn string, o Outbox, opts PostgresOptions) *PostgresBrok
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &PostgresBroker{
-		dsn: dsn, outbox: o, channel: opts.Channel, poll: opts.Poll, batch: opts.Batch, log: opts.Logger,
-		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), refs: make(map[models.Topic]int),
+		outbox: o, announcer: a, poll: opts.Poll, batch: opts.Batch, log: opts.Logger,
+		ctx: ctx, cancel: cancel, refs: make(map[models.Topic]int),
 	}
 }
 
 // Publish implements Broker. The events are already in the outbox, so
-// publishing is telling every instance to read them: a NOTIFY carrying the
-// batch's last Seq, and a wake-up for this instance's reader. A failed
-// NOTIFY is logged, not returned: the other instances poll.
+// publishing is announcing them; this instance's reader hears it too. A
+// failed announcement is logged, not returned: the instances poll.
 func (b *PostgresBroker) Publish(ctx context.Context, evs []models.Event) error {
 	if b.ctx.Err() != nil {
 		return ErrClosed
@@ -102,38 +96,18 @@ func (b *PostgresBroker) Publish(ctx context.Context, evs []models.Event) error 
 	if len(evs) == 0 {
 		return nil
 	}
-	b.signal()
-	if err := b.sendNotify(ctx, strconv.FormatInt(evs[len(evs)-1].Seq, 10)); err != nil && ctx.Err() == nil {
-		b.log.Warn("stream: NOTIFY failed; other instances see these events within their poll interval", "err", err)
+	if err := b.announcer.AnnouncePublished(ctx, evs[len(evs)-1].Seq); err != nil && ctx.Err() == nil {
+		b.log.Warn("stream: announcing published events failed; instances see them within their poll interval", "err", err)
 	}
 	return nil
 }
 
-func (b *PostgresBroker) sendNotify(ctx context.Context, payload string) error {
-	b.notifyMu.Lock()
-	defer b.notifyMu.Unlock()
-	if b.notify == nil {
-		c, err := pgx.Connect(ctx, b.dsn)
-		if err != nil {
-			return err
-		}
-		b.notify = c
-	}
-	if _, err := b.notify.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, payload); err != nil {
-		_ = b.notify.Close(context.Background())
-		b.notify = nil
-		return err
-	}
-	return nil
-}
-
-// Start implements Broker: it starts the listener and the reader.
+// Start implements Broker: it starts the reader.
 func (b *PostgresBroker) Start(h Handler) {
 	b.mu.Lock()
 	b.h = h
 	b.mu.Unlock()
-	b.done.Add(2)
-	go func() { defer b.done.Done(); b.listen() }()
+	b.done.Add(1)
 	go func() { defer b.done.Done(); b.read() }()
 }
 
@@ -174,7 +148,7 @@ func (b *PostgresBroker) Unsubscribe(topics ...models.Topic) {
 }
 
 // Ping implements Broker: events flow while the outbox can be read; the
-// listener only makes them prompt.
+// announcements only make them prompt.
 func (b *PostgresBroker) Ping(ctx context.Context) error {
 	if b.ctx.Err() != nil {
 		return ErrClosed
@@ -192,57 +166,7 @@ func (b *PostgresBroker) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	b.done.Wait()
-	b.notifyMu.Lock()
-	defer b.notifyMu.Unlock()
-	if b.notify != nil {
-		_ = b.notify.Close(context.Background())
-		b.notify = nil
-	}
 	return nil
-}
-
-func (b *PostgresBroker) signal() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-}
-
-// listen turns notifications into wake-ups, reconnecting with backoff.
-func (b *PostgresBroker) listen() {
-	bo := newBackoff(100*time.Millisecond, 5*time.Second)
-	for b.ctx.Err() == nil {
-		err := b.listenOnce(bo)
-		b.listening.Store(false)
-		if b.ctx.Err() != nil {
-			return
-		}
-		b.log.Warn("stream: PostgreSQL listener disconnected; events arrive by polling until it reconnects", "err", err)
-		if !sleep(b.ctx, bo.delay()) {
-			return
-		}
-	}
-}
-
-func (b *PostgresBroker) listenOnce(bo *backoff) error {
-	conn, err := pgx.Connect(b.ctx, b.dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(b.ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
-		return err
-	}
-	b.listening.Store(true)
-	bo.reset()
-	// Whatever was published while the listener was away is read now.
-	b.signal()
-	for {
-		if _, err := conn.WaitForNotification(b.ctx); err != nil {
-			return err
-		}
-		b.signal()
-	}
 }
 
 // read delivers, on every wake-up and every poll interval, what the outbox
@@ -255,7 +179,7 @@ func (b *PostgresBroker) read() {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-b.wake:
+		case <-b.announcer.Published():
 		case <-t.C:
 		}
 		if err := b.catchUp(); err != nil {
@@ -266,8 +190,7 @@ func (b *PostgresBroker) read() {
 			if !sleep(b.ctx, bo.delay()) {
 				return
 			}
-			b.signal()
-			continue
+			continue // the next tick reads again
 		}
 		bo.reset()
 	}

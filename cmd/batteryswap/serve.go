@@ -184,7 +184,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	} else if a.store.Dialect() == "postgres" {
 		// Other instances may share the database: without Redis, it
 		// carries the events between them.
-		a.broker = stream.NewPostgresBroker(cfg.DatabaseURL, a.store, stream.PostgresOptions{Logger: log})
+		a.broker = stream.NewPostgresBroker(a.store, a.store, stream.PostgresOptions{Logger: log})
 	} else {
 		a.broker = stream.NewMemoryBroker()
 	}
