@@ -216,8 +216,8 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	a.goBG(func() {
 		stream.RunJanitor(bg, a.store, cfg.HistoryRetention, janitorInterval(cfg.HistoryRetention), log)
 	})
-	a.goBG(func() { a.expireLoop(bg) })
-	a.goBG(func() { a.presenceLoop(bg) })
+	a.goBG(func() { every(bg, expirySweep, func() { a.expireDue(bg) }) })
+	a.goBG(func() { every(bg, presenceSweep(a.cfg.StationStaleAfter), func() { a.markStale(bg) }) })
 	a.goBG(func() { a.reclassLoop(bg) })
 	return a, nil
 }
@@ -301,10 +301,9 @@ func (a *app) ensureAdmin(ctx context.Context) error {
 	return nil
 }
 
-// expireLoop warns and expires due bookings. Every instance runs it; the
-// store's conditional updates make each warning and expiry happen once.
-func (a *app) expireLoop(ctx context.Context) {
-	t := time.NewTicker(expirySweep)
+// every runs sweep every d until ctx ends, the first time after d.
+func every(ctx context.Context, d time.Duration, sweep func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -312,12 +311,18 @@ func (a *app) expireLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := a.store.WarnExpiring(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("booking warning sweep failed", "err", err)
-		}
-		if _, err := a.store.ExpireDue(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("booking expiry sweep failed", "err", err)
-		}
+		sweep()
+	}
+}
+
+// expireDue warns and expires due bookings. Every instance runs it; the
+// store's conditional updates make each warning and expiry happen once.
+func (a *app) expireDue(ctx context.Context) {
+	if _, err := a.store.WarnExpiring(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("booking warning sweep failed", "err", err)
+	}
+	if _, err := a.store.ExpireDue(ctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("booking expiry sweep failed", "err", err)
 	}
 }
 
@@ -328,25 +333,16 @@ func presenceSweep(stale time.Duration) time.Duration {
 	return min(max(stale/10, 200*time.Millisecond), 5*time.Second)
 }
 
-// presenceLoop marks stations not heard from for STATION_STALE_AFTER
+// markStale marks stations not heard from for STATION_STALE_AFTER
 // offline. Every instance runs it; the store's conditional update makes
 // each station go offline (and be announced) once.
-func (a *app) presenceLoop(ctx context.Context) {
-	t := time.NewTicker(presenceSweep(a.cfg.StationStaleAfter))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := a.store.MarkStaleStations(ctx, a.cfg.StationStaleAfter)
-		if err != nil && ctx.Err() == nil {
-			a.log.Warn("station presence sweep failed", "err", err)
-		}
-		if n > 0 {
-			a.log.Info("stations offline: not heard from", "stations", n, "stale_after", a.cfg.StationStaleAfter.String())
-		}
+func (a *app) markStale(ctx context.Context) {
+	n, err := a.store.MarkStaleStations(ctx, a.cfg.StationStaleAfter)
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("station presence sweep failed", "err", err)
+	}
+	if n > 0 {
+		a.log.Info("stations offline: not heard from", "stations", n, "stale_after", a.cfg.StationStaleAfter.String())
 	}
 }
 
