@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"batteryswap/models"
+	"batteryswap/store"
 	"batteryswap/store/storetest"
 )
 
@@ -50,16 +51,7 @@ func TestDashboardMap(t *testing.T) {
 	srv := startInstance(t, testConfig(t, storetest.URL(t, "sqlite"), ""))
 	ctx, st := context.Background(), srv.app.store
 	station := func(name string, lat, lon float64, charges ...int) *models.Station {
-		s, err := st.CreateStation(ctx, models.StationInput{Name: name, Address: name + " St", Latitude: lat, Longitude: lon})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, c := range charges {
-			if _, err := st.AddBattery(ctx, s.ID, models.BatteryInput{SerialNumber: fmt.Sprintf("%s-%d", name, i), ChargePercent: ptr(c)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return s
+		return seedStation(t, st, name, lat, lon, charges...)
 	}
 	// West to east, and the third one north of the others.
 	west := station("West", 52.50, 13.30, 95, 95)
@@ -213,4 +205,21 @@ func TestDashboardWithAClockThatIsOff(t *testing.T) {
 		return !d.hidden && Number(d.dataset.ms) < 2000;
 	})()`)
 	p.waitFor("the freshness after the event", `/^updated [0-9] s ago$/.test(`+fresh+`)`)
+}
+
+// seedStation makes a station at lat, lon with a pack at each of charges,
+// through the store as the API would.
+func seedStation(t *testing.T, st *store.Store, name string, lat, lon float64, charges ...int) *models.Station {
+	t.Helper()
+	ctx := context.Background()
+	s, err := st.CreateStation(ctx, models.StationInput{Name: name, Address: name + " St", Latitude: lat, Longitude: lon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range charges {
+		if _, err := st.AddBattery(ctx, s.ID, models.BatteryInput{SerialNumber: fmt.Sprintf("%s-%d", name, i), ChargePercent: ptr(c)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
-	"batteryswap/models"
 	"batteryswap/store/storetest"
 )
 
@@ -27,16 +26,7 @@ func TestDashboardNearMeAndOffline(t *testing.T) {
 	srv := startInstance(t, testConfig(t, storetest.URL(t, "sqlite"), ""))
 	ctx, st := context.Background(), srv.app.store
 	station := func(name string, lat, lon float64, charges ...int) int64 {
-		s, err := st.CreateStation(ctx, models.StationInput{Name: name, Address: name + " St", Latitude: lat, Longitude: lon})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, c := range charges {
-			if _, err := st.AddBattery(ctx, s.ID, models.BatteryInput{SerialNumber: fmt.Sprintf("%s-%d", name, i), ChargePercent: ptr(c)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return s.ID
+		return seedStation(t, st, name, lat, lon, charges...).ID
 	}
 	// Ids in an order unlike their distances from (52.52, 13.40).
 	far := station("Far", 52.60, 13.55)           // ~13.5 km, no packs
