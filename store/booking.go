@@ -594,26 +594,14 @@ type releaseResult struct {
 
 // pgReleased is pgRelease's row.
 type pgReleased struct {
-	ID                int64
-	UserID            int64
-	StationID         int64
-	BatteryID         int64
-	Status            string
-	ExpiresAt         time.Time
-	WarnedAt          *time.Time
-	ReadyAt           *time.Time
-	CollectedAt       *time.Time
-	CancelledAt       *time.Time
-	ReturnedBatteryID *int64
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
-	Was               string
-	Back              string
-	Available         int
-	Booked            int
-	Charging          int
-	Total             int
-	Note1             int64
+	Booking   bookingRow `gorm:"embedded"` // the idempotency columns stay empty
+	Was       string
+	Back      string
+	Available int
+	Booked    int
+	Charging  int
+	Total     int
+	Note1     int64
 }
 
 // release on PostgreSQL is one statement (pgRelease) after the lock.
@@ -624,10 +612,7 @@ func (*postgresDialect) release(tx *gorm.DB, a releaseArgs) (*releaseResult, err
 	if res.Error != nil || res.RowsAffected == 0 {
 		return nil, res.Error
 	}
-	b := bookingRow{ID: r.ID, UserID: r.UserID, StationID: r.StationID, BatteryID: r.BatteryID, Status: r.Status, ExpiresAt: r.ExpiresAt,
-		WarnedAt: r.WarnedAt, ReadyAt: r.ReadyAt, CollectedAt: r.CollectedAt, CancelledAt: r.CancelledAt, ReturnedBatteryID: r.ReturnedBatteryID,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
-	out := &releaseResult{booking: b, inv: models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total},
+	out := &releaseResult{booking: r.Booking, inv: models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total},
 		noteIDs: []int64{r.Note1}}
 	shift(&out.inv, r.Was, r.Back)
 	return out, nil
