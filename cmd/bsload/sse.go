@@ -108,15 +108,10 @@ var timestampKey = []byte(`"timestamp":"`)
 // decoding it. The payloads are flat objects whose only timestamp key is
 // the top-level one.
 func payloadTimestamp(data []byte) (time.Time, bool) {
-	i := bytes.Index(data, timestampKey)
-	if i < 0 {
+	v, ok := stringField(data, timestampKey)
+	if !ok {
 		return time.Time{}, false
 	}
-	rest := data[i+len(timestampKey):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
-		return time.Time{}, false
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(rest[:j]))
+	t, err := time.Parse(time.RFC3339Nano, string(v))
 	return t, err == nil
 }
