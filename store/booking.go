@@ -199,8 +199,11 @@ type pgBooked struct {
 // (postgresDialect.writeOutbox).
 func (*postgresDialect) book(tx *gorm.DB, a bookArgs) (*bookResult, error) {
 	var r pgBooked
+	// Raw statements end in Find, not Scan: GORM's Scan renders every
+	// statement with its arguments into text for a log, whether or not
+	// anything logs (its trace recorder), on each call.
 	res := tx.Raw(pgBook, map[string]any{"station": a.station.ID, "since": a.station.UpdatedAt, "now": a.now, "user": a.userID,
-		"ready": a.ready, "key": a.key, "hold": a.hold.Microseconds()}).Scan(&r)
+		"ready": a.ready, "key": a.key, "hold": a.hold.Microseconds()}).Find(&r)
 	if res.Error != nil {
 		return nil, res.Error
 	}
@@ -269,7 +272,7 @@ func (*sqliteDialect) book(tx *gorm.DB, a bookArgs) (*bookResult, error) {
 	}
 	var bat batteryRow
 	res := tx.Raw(`SELECT * FROM batteries WHERE station_id = ? AND status IN ('available', 'charging')
-		ORDER BY `+bestBatteryFirst+` LIMIT 1`, a.station.ID).Scan(&bat)
+		ORDER BY `+bestBatteryFirst+` LIMIT 1`, a.station.ID).Find(&bat)
 	if res.Error != nil || res.RowsAffected == 0 {
 		return nil, res.Error
 	}
@@ -608,7 +611,7 @@ type pgReleased struct {
 func (*postgresDialect) release(tx *gorm.DB, a releaseArgs) (*releaseResult, error) {
 	var r pgReleased
 	res := tx.Raw(pgRelease, map[string]any{"id": a.bookingID, "since": a.station.UpdatedAt, "now": a.now, "cancel": a.cancel,
-		"any": a.anyBooking, "actor": a.actorID, "ready": a.ready}).Scan(&r)
+		"any": a.anyBooking, "actor": a.actorID, "ready": a.ready}).Find(&r)
 	if res.Error != nil || res.RowsAffected == 0 {
 		return nil, res.Error
 	}

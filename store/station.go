@@ -51,7 +51,7 @@ const inventoryColumns = `COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELS
 // totals can never drift from what the rows say.
 func inventories(tx *gorm.DB, ids []int64) (map[int64]models.Inventory, error) {
 	var rows []inventoryRow
-	err := tx.Raw(`SELECT station_id, `+inventoryColumns+` FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Scan(&rows).Error
+	err := tx.Raw(`SELECT station_id, `+inventoryColumns+` FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Find(&rows).Error
 	if err != nil {
 		return nil, err
 	}
