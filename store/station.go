@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql/driver"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -38,6 +40,43 @@ type inventoryRow struct {
 	Booked    int
 	Charging  int
 	Total     int
+	// Changed is when the newest change to one of the station's batteries
+	// was made (a booking, a collection, telemetry), zero without any.
+	Changed aggregateTime
+}
+
+// aggregateTime is a time computed in SQL (MAX of a timestamp column).
+// PostgreSQL types it; SQLite returns an aggregate of its text timestamps
+// as text, in the format its driver writes them in.
+type aggregateTime struct{ time.Time }
+
+// sqliteTimeFormat is how the SQLite driver (glebarez/go-sqlite) writes a
+// time.Time.
+const sqliteTimeFormat = "2006-01-02 15:04:05.999999999-07:00"
+
+// Value makes it a column type for GORM; it is only ever read.
+func (t aggregateTime) Value() (driver.Value, error) { return t.Time, nil }
+
+func (t *aggregateTime) Scan(v any) error {
+	switch v := v.(type) {
+	case nil:
+		t.Time = time.Time{}
+	case time.Time:
+		t.Time = v
+	case string:
+		p, err := time.Parse(sqliteTimeFormat, v)
+		if err != nil {
+			return fmt.Errorf("store: a time in SQL: %w", err)
+		}
+		t.Time = p
+	default:
+		return fmt.Errorf("store: a time in SQL: unexpected %T", v)
+	}
+	return nil
+}
+
+func (r inventoryRow) counts() models.Inventory {
+	return models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total}
 }
 
 // inventoryColumns counts batteries by status: a station's counts are
@@ -47,27 +86,53 @@ const inventoryColumns = `COALESCE(SUM(CASE WHEN status = 'available' THEN 1 ELS
 	COALESCE(SUM(CASE WHEN status = 'charging' THEN 1 ELSE 0 END), 0) AS charging,
 	COUNT(*) AS total`
 
-// inventories counts each station's batteries from its battery rows, so the
-// totals can never drift from what the rows say.
-func inventories(tx *gorm.DB, ids []int64) (map[int64]models.Inventory, error) {
+// stationCounts counts each station's batteries from its battery rows, so
+// the totals can never drift from what the rows say, and finds when they
+// last changed.
+func stationCounts(tx *gorm.DB, ids []int64) (map[int64]inventoryRow, error) {
 	var rows []inventoryRow
-	err := tx.Raw(`SELECT station_id, `+inventoryColumns+` FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Find(&rows).Error
+	err := tx.Raw(`SELECT station_id, `+inventoryColumns+`, MAX(updated_at) AS changed
+		FROM batteries WHERE station_id IN ? GROUP BY station_id`, ids).Find(&rows).Error
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int64]models.Inventory, len(rows))
+	out := make(map[int64]inventoryRow, len(rows))
 	for _, r := range rows {
-		out[r.StationID] = models.Inventory{Available: r.Available, Booked: r.Booked, Charging: r.Charging, Total: r.Total}
+		out[r.StationID] = r
 	}
 	return out, nil
 }
 
-func stationWithInventory(tx *gorm.DB, r *stationRow) (*models.Station, error) {
-	inv, err := inventories(tx, []int64{r.ID})
+// inventories is stationCounts' counts alone.
+func inventories(tx *gorm.DB, ids []int64) (map[int64]models.Inventory, error) {
+	rows, err := stationCounts(tx, ids)
 	if err != nil {
 		return nil, err
 	}
-	return r.model(inv[r.ID]), nil
+	out := make(map[int64]models.Inventory, len(rows))
+	for id, r := range rows {
+		out[id] = r.counts()
+	}
+	return out, nil
+}
+
+// withCounts is the station as clients see it: its counts, and as its
+// updated_at the later of its own last change and its batteries' (a
+// station whose packs changed a moment ago was updated a moment ago).
+func (r *stationRow) withCounts(c inventoryRow) *models.Station {
+	st := r.model(c.counts())
+	if c.Changed.After(st.UpdatedAt) {
+		st.UpdatedAt = c.Changed.UTC()
+	}
+	return st
+}
+
+func stationWithInventory(tx *gorm.DB, r *stationRow) (*models.Station, error) {
+	counts, err := stationCounts(tx, []int64{r.ID})
+	if err != nil {
+		return nil, err
+	}
+	return r.withCounts(counts[r.ID]), nil
 }
 
 // ListStations returns a page of stations in id order, with their counts;
@@ -93,12 +158,12 @@ func (s *Store) withInventories(ctx context.Context, rows []stationRow) ([]model
 	for i := range rows {
 		ids[i] = rows[i].ID
 	}
-	inv, err := inventories(s.db.WithContext(ctx), ids)
+	counts, err := stationCounts(s.db.WithContext(ctx), ids)
 	if err != nil {
 		return nil, translate(err, "stations")
 	}
 	for i := range rows {
-		out = append(out, *rows[i].model(inv[rows[i].ID]))
+		out = append(out, *rows[i].withCounts(counts[rows[i].ID]))
 	}
 	return out, nil
 }

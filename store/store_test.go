@@ -943,6 +943,46 @@ func TestStationMessageFollowsStatus(t *testing.T) {
 	})
 }
 
+// A station's updated_at is its last change, its packs' included: a
+// station whose battery was booked a moment ago was updated a moment ago,
+// in every read (one station, the list, the stream snapshot).
+func TestStationUpdatedAtFollowsItsBatteries(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("fresh@example.com")
+		st := f.station("Quay", 90)
+		created, err := f.s.FindStationByID(f.ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(10 * time.Minute)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !b.CreatedAt.After(created.UpdatedAt) {
+			t.Fatalf("booking at %v, station created at %v", b.CreatedAt, created.UpdatedAt)
+		}
+		one, err := f.s.FindStationByID(f.ctx, st.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := f.s.ListStations(f.ctx, models.StationFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := f.s.AllStations(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, got := range map[string][]models.Station{"find": {*one}, "list": list, "all": all} {
+			i := slices.IndexFunc(got, func(s models.Station) bool { return s.ID == st.ID })
+			if i < 0 || !got[i].UpdatedAt.Equal(b.CreatedAt) {
+				t.Fatalf("%s: station %+v, want updated_at %v (the booking's)", name, got, b.CreatedAt)
+			}
+		}
+	})
+}
+
 // The lease's connection check never runs between the lease's own
 // statements: pgx refuses a ping while a result is being read, and
 // database/sql then closes the connection, which lost the lease several
