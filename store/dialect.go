@@ -16,9 +16,9 @@ import (
 // dialect is the seam between the store and its database: everything that
 // differs between PostgreSQL (dialect_postgres.go) and SQLite
 // (dialect_sqlite.go) is a method here, and nothing else in the package
-// asks which database it runs on. The booking path's per-dialect SQL text
-// (book, release, the outbox write) sits beside the Go code that runs it in
-// booking.go and outbox.go.
+// asks which database it runs on. The per-dialect SQL text of the booking
+// path (book, release, the outbox write) and of the relay (pending) sits
+// beside the Go code that runs it, in booking.go, outbox.go and relay.go.
 type dialect interface {
 	// name is "postgres" or "sqlite".
 	name() string
@@ -48,6 +48,9 @@ type dialect interface {
 	// writeOutbox inserts notifications whose ids were reserved (by book or
 	// release) and the change's events (outbox.go).
 	writeOutbox(tx *gorm.DB, notes []notificationRow, evs []eventRow) error
+	// pending numbers the committed, unsequenced events and returns, in
+	// sequence order, at most limit of those not yet published (relay.go).
+	pending(db *gorm.DB, limit int) ([]eventRow, error)
 }
 
 // DefaultSQLitePath is the embedded database used when nothing is configured.

@@ -143,12 +143,62 @@ func (l *relayLease) isLost() bool {
 	}
 }
 
-// Pending implements stream.RelayLease.
+// Pending implements stream.RelayLease: the dialect's pending numbers the
+// committed, unsequenced events and returns those not yet published.
 func (l *relayLease) Pending(ctx context.Context, limit int) ([]models.Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	rows, err := l.s.dialect.pending(l.db.WithContext(ctx), limit)
+	if err != nil {
+		l.checkConn(err)
+		return nil, fmt.Errorf("store: relay pending: %w", err)
+	}
+	out := make([]models.Event, len(rows))
+	for i := range rows {
+		out[i] = rows[i].model()
+	}
+	return out, nil
+}
+
+// pending on PostgreSQL is one statement (pgPending), so that it needs no
+// transaction around it: one round trip on the relay's path from a commit
+// to the clients instead of six.
+func (*postgresDialect) pending(db *gorm.DB, limit int) ([]eventRow, error) {
 	var rows []eventRow
-	err := l.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.Raw(pgPending, map[string]any{"batch": sequenceBatch, "limit": limit}).Find(&rows).Error
+	return rows, err
+}
+
+// pgPending gives the committed, unsequenced events the next numbers in id
+// order (rows still uncommitted are invisible to it and get later numbers
+// once they commit), moves relay_state's last_seq past them, and returns
+// the events numbered and not yet published, the ones numbered by an
+// earlier call first. Its snapshot does not see its own changes: the events
+// it numbers come from its RETURNING, the earlier ones from the snapshot.
+// Only the lease holder changes last_seq, so the snapshot's is current.
+const pgPending = `WITH st AS (
+	SELECT last_seq, published_seq FROM relay_state WHERE id = 1
+), todo AS (
+	SELECT id, row_number() OVER (ORDER BY id) AS rn FROM events WHERE seq IS NULL ORDER BY id LIMIT @batch
+), numbered AS (
+	UPDATE events SET seq = st.last_seq + todo.rn FROM st, todo WHERE events.id = todo.id
+	RETURNING events.id, events.seq, events.type, events.topic, events.payload, events.created_at
+), bumped AS (
+	UPDATE relay_state SET last_seq = relay_state.last_seq + (SELECT count(*) FROM numbered)
+	WHERE relay_state.id = 1 AND EXISTS (SELECT 1 FROM numbered)
+)
+SELECT id, seq, type, topic, payload, created_at FROM (
+	SELECT events.id, events.seq, events.type, events.topic, events.payload, events.created_at
+	FROM events, st WHERE events.seq > st.published_seq
+	UNION ALL
+	SELECT id, seq, type, topic, payload, created_at FROM numbered
+) AS pending ORDER BY seq LIMIT @limit`
+
+// pending on SQLite is a transaction of a statement at a time (SQLite has
+// no data-modifying WITH).
+func (*sqliteDialect) pending(db *gorm.DB, limit int) ([]eventRow, error) {
+	var rows []eventRow
+	err := db.Transaction(func(tx *gorm.DB) error {
 		var st relayStateRow
 		if err := tx.Take(&st, 1).Error; err != nil {
 			return err
@@ -169,15 +219,7 @@ func (l *relayLease) Pending(ctx context.Context, limit int) ([]models.Event, er
 		}
 		return tx.Where("seq > ?", st.PublishedSeq).Order("seq").Limit(limit).Find(&rows).Error
 	})
-	if err != nil {
-		l.checkConn(err)
-		return nil, fmt.Errorf("store: relay pending: %w", err)
-	}
-	out := make([]models.Event, len(rows))
-	for i := range rows {
-		out[i] = rows[i].model()
-	}
-	return out, nil
+	return rows, err
 }
 
 // MarkPublished implements stream.RelayLease.

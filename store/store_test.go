@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -580,6 +581,56 @@ func TestRelaySequenceAndRetention(t *testing.T) {
 		rest := f.events(0)
 		if len(rest) != 2 || rest[0].Seq != trimmed+1 {
 			t.Fatalf("after trim: %v", types(rest))
+		}
+	})
+}
+
+// Pending numbers what committed and returns what is not yet published:
+// the events an earlier call numbered (a publish that failed) first, then
+// the ones it numbers now, in sequence order, at most limit of them; the
+// numbers run on without a gap or a repeat, and the head follows them.
+func TestPendingReturnsTheUnpublishedBacklog(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		start := f.head() // everything so far numbered and published
+		lease, err := f.s.AcquireRelay(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lease.Release()
+		f.station("Backlog") // station_status, inventory_update
+		first, err := lease.Pending(f.ctx, 100)
+		if err != nil || len(first) != 2 || first[0].Seq != start+1 || first[1].Seq != start+2 {
+			t.Fatalf("first Pending = %v (%v), want seqs %d, %d", first, err, start+1, start+2)
+		}
+		// Not marked published: the next call returns them again, then the
+		// new ones, numbered after them.
+		f.station("More")
+		again, err := lease.Pending(f.ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seqs []int64
+		for _, e := range again {
+			seqs = append(seqs, e.Seq)
+		}
+		if want := []int64{start + 1, start + 2, start + 3, start + 4}; !slices.Equal(seqs, want) {
+			t.Fatalf("second Pending seqs %v, want %v", seqs, want)
+		}
+		if again[0].Type != first[0].Type || !bytes.Equal(again[1].Payload, first[1].Payload) || again[2].Type != models.EventStationStatus {
+			t.Fatalf("second Pending = %v", again)
+		}
+		limited, err := lease.Pending(f.ctx, 3)
+		if err != nil || len(limited) != 3 || limited[2].Seq != start+3 {
+			t.Fatalf("Pending(3) = %v (%v)", limited, err)
+		}
+		if err := lease.MarkPublished(f.ctx, start+4); err != nil {
+			t.Fatal(err)
+		}
+		if rest, err := lease.Pending(f.ctx, 100); err != nil || len(rest) != 0 {
+			t.Fatalf("after publishing: %v (%v), want nothing", rest, err)
+		}
+		if last, _, err := f.s.Head(f.ctx); err != nil || last != start+4 {
+			t.Fatalf("head %d (%v), want %d", last, err, start+4)
 		}
 	})
 }
