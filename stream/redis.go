@@ -64,7 +64,13 @@ type RedisBroker struct {
 	live    bool          // ps has joined every channel of refs
 	token   uint64        // the last barrier PING written
 	waiters []waiter      // Subscribe calls waiting for a barrier, by token
-	closed  bool
+	// subAt is the barrier after each channel's SUBSCRIBE on the current
+	// connection, released the last barrier whose PONG came back: a
+	// channel with subAt <= released is active, and a Subscribe that only
+	// adds a reference to active channels needs no barrier of its own.
+	subAt    map[string]uint64
+	released uint64
+	closed   bool
 }
 
 type waiter struct {
@@ -83,6 +89,7 @@ func NewRedisBroker(client redis.UniversalClient, opts RedisOptions) *RedisBroke
 		maxBackoff: cmp.Or(opts.MaxBackoff, 5*time.Second),
 		log:        cmp.Or(opts.Logger, slog.Default()),
 		refs:       make(map[string]int),
+		subAt:      make(map[string]uint64),
 	}
 }
 
@@ -134,11 +141,21 @@ func (b *RedisBroker) Subscribe(ctx context.Context, topics ...models.Topic) err
 		return ErrClosed
 	}
 	var fresh []string
+	active := b.live
 	for _, t := range topics {
 		ch := b.prefix + string(t)
 		if b.refs[ch]++; b.refs[ch] == 1 {
 			fresh = append(fresh, ch)
 		}
+		if at, ok := b.subAt[ch]; !ok || at > b.released {
+			active = false
+		}
+	}
+	if active {
+		// Every channel is joined and confirmed on the live connection
+		// (a connect storm on one topic pays no PING per connect).
+		b.mu.Unlock()
+		return nil
 	}
 	w := waiter{token: b.barrierLocked(fresh), done: make(chan error, 1)}
 	b.waiters = append(b.waiters, w)
@@ -161,6 +178,9 @@ func (b *RedisBroker) Subscribe(ctx context.Context, topics ...models.Topic) err
 // Without a connection, the next connection's first barrier releases them.
 func (b *RedisBroker) barrierLocked(channels []string) uint64 {
 	b.token++
+	for _, ch := range channels {
+		b.subAt[ch] = b.token
+	}
 	ps := b.ps
 	if ps == nil {
 		return b.token
@@ -205,6 +225,7 @@ func (b *RedisBroker) Unsubscribe(topics ...models.Topic) {
 			b.refs[ch]--
 		case n == 1:
 			delete(b.refs, ch)
+			delete(b.subAt, ch)
 			gone = append(gone, ch)
 		}
 	}
@@ -384,6 +405,7 @@ func (b *RedisBroker) deliver(msg *redis.Message, last []*Message) []*Message {
 func (b *RedisBroker) release(token uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.released = max(b.released, token)
 	i := 0
 	for ; i < len(b.waiters) && b.waiters[i].token <= token; i++ {
 		b.waiters[i].done <- nil

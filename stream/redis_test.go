@@ -66,6 +66,55 @@ func TestRedisBrokerJoinsOnlyFollowedTopics(t *testing.T) {
 	}
 }
 
+// A Subscribe that only adds a reference to channels already joined and
+// confirmed on the live connection writes no barrier PING and waits for
+// none; a new channel, or one given up and joined again, still does. The
+// subscriptions so made get their events.
+func TestRedisBrokerSkipsTheBarrierForActiveChannels(t *testing.T) {
+	client := testRedisClient(t)
+	b := NewRedisBroker(client, RedisOptions{Prefix: testPrefix()})
+	rec := newRecorder()
+	b.Start(rec)
+	t.Cleanup(func() { _ = b.Close() })
+	tokens := func() uint64 {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.token
+	}
+	st := models.StationTopic(1)
+
+	mustSubscribe(t, b, st)
+	first := tokens()
+	mustSubscribe(t, b, st)
+	mustSubscribe(t, b, st)
+	if got := tokens(); got != first {
+		t.Fatalf("subscribing an active channel wrote barriers %d..%d", first+1, got)
+	}
+	mustPublish(t, b, testEvent(1, st))
+	if d := rec.next(t); !slices.Equal(d.seqs(), []int64{1}) {
+		t.Fatalf("got events %v, want [1]", d.seqs())
+	}
+
+	b.Unsubscribe(st, st) // one reference left: still joined
+	mustSubscribe(t, b, st)
+	if got := tokens(); got != first {
+		t.Fatalf("with a reference left, Subscribe wrote barriers %d..%d", first+1, got)
+	}
+	b.Unsubscribe(st, st) // the last references: the channel is left
+	mustSubscribe(t, b, st)
+	if got := tokens(); got != first+1 {
+		t.Fatalf("joining again: barrier token %d, want %d", got, first+1)
+	}
+	mustSubscribe(t, b, st, models.UserTopic(2)) // one new channel: a barrier
+	if got := tokens(); got != first+2 {
+		t.Fatalf("with a new channel: barrier token %d, want %d", got, first+2)
+	}
+	mustPublish(t, b, testEvent(2, models.UserTopic(2)))
+	if d := rec.next(t); !slices.Equal(d.seqs(), []int64{2}) {
+		t.Fatalf("got events %v, want [2]", d.seqs())
+	}
+}
+
 // A connected subscriber loses nothing when Redis restarts: events whose
 // publication failed while Redis was down reach it through the hub's
 // catch-up from the outbox, exactly once and in order, and live delivery
