@@ -162,27 +162,22 @@ func (o *outboxWriter) rows(notes []notificationRow) []eventRow {
 func (*postgresDialect) writeOutbox(tx *gorm.DB, notes []notificationRow, evs []eventRow) error {
 	var q strings.Builder
 	args := make([]any, 0, 8*len(notes)+4*len(evs))
+	both := len(notes) > 0 && len(evs) > 0
+	if both {
+		q.WriteString("WITH n AS (") // two inserts in one statement
+	}
 	if len(notes) > 0 {
-		q.WriteString("WITH n AS (INSERT INTO notifications (id, user_id, type, title, message, level, data, created_at) VALUES ")
-		for i, n := range notes {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		insertValues(&q, "notifications (id, user_id, type, title, message, level, data, created_at)", len(notes), "(?, ?, ?, ?, ?, ?, ?, ?)")
+		for _, n := range notes {
 			args = append(args, n.ID, n.UserID, n.Type, n.Title, n.Message, n.Level, n.Data, n.CreatedAt)
 		}
+	}
+	if both {
 		q.WriteString(") ")
-		if len(evs) == 0 {
-			q.WriteString("SELECT 1")
-		}
 	}
 	if len(evs) > 0 {
-		q.WriteString("INSERT INTO events (type, topic, payload, created_at) VALUES ")
-		for i, e := range evs {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(?, ?, ?, ?)")
+		insertValues(&q, "events (type, topic, payload, created_at)", len(evs), "(?, ?, ?, ?)")
+		for _, e := range evs {
 			args = append(args, e.Type, e.Topic, e.Payload, e.CreatedAt)
 		}
 	}
@@ -190,6 +185,17 @@ func (*postgresDialect) writeOutbox(tx *gorm.DB, notes []notificationRow, evs []
 		return nil
 	}
 	return tx.Exec(q.String(), args...).Error
+}
+
+// insertValues writes "INSERT INTO into VALUES row, row, ..." with n rows.
+func insertValues(q *strings.Builder, into string, n int, row string) {
+	q.WriteString("INSERT INTO " + into + " VALUES ")
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(row)
+	}
 }
 
 // writeOutbox on SQLite inserts the notifications, then the events.
