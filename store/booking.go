@@ -697,11 +697,17 @@ func stamp(tx *gorm.DB, st *stationRow, now time.Time, also ...time.Time) (time.
 	if err := tx.Model(&batteryRow{}).Where("station_id = ?", st.ID).Order("updated_at DESC").Limit(1).Pluck("updated_at", &last).Error; err != nil {
 		return time.Time{}, err
 	}
+	return latest(now, append(append(last, st.UpdatedAt), also...)...), nil
+}
+
+// latest is the stamp rule once the times are known: now, or the latest
+// of ts if that is later, in UTC.
+func latest(now time.Time, ts ...time.Time) time.Time {
 	at := now
-	for _, t := range append(append(last, st.UpdatedAt), also...) {
+	for _, t := range ts {
 		if t.After(at) {
 			at = t
 		}
 	}
-	return at.UTC(), nil
+	return at.UTC()
 }

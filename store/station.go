@@ -254,17 +254,20 @@ func (s *Store) UpdateStation(ctx context.Context, id int64, p models.StationPat
 				r.Message = ""
 			}
 		}
-		now, err := stamp(tx, r, s.now())
+		// One read of the batteries gives both the stamp rule's last
+		// battery change and the counts, which the station's own change
+		// leaves as they are.
+		counts, err := stationCounts(tx, []int64{id})
 		if err != nil {
 			return err
 		}
+		c := counts[id]
+		now := latest(s.now(), r.UpdatedAt, c.Changed.Time)
 		r.UpdatedAt = now
 		if err := tx.Save(r).Error; err != nil {
 			return err
 		}
-		if out, err = stationWithInventory(tx, r); err != nil {
-			return err
-		}
+		out = r.withCounts(c)
 		o := s.outbox(tx, now)
 		if r.Status != before.Status || r.Message != before.Message {
 			o.stationStatus(out, out.Message)

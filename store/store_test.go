@@ -1034,6 +1034,34 @@ func TestStationUpdatedAtFollowsItsBatteries(t *testing.T) {
 	})
 }
 
+// A station's own change is never stamped before the last change of its
+// batteries, even when this instance's clock is behind the one that made
+// it: its events keep their order in time.
+func TestStationChangeIsStampedAfterItsBatteries(t *testing.T) {
+	eachDialect(t, func(t *testing.T, f *fixture) {
+		rider := f.user("order@example.com")
+		st := f.station("Order", 90)
+		f.clock.Advance(10 * time.Minute)
+		b, _, err := f.s.CreateBooking(f.ctx, rider.ID, st.ID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(-5 * time.Minute) // another instance, its clock behind
+		mid := f.head()
+		note := "back soon"
+		if _, err := f.s.UpdateStation(f.ctx, st.ID, models.StationPatch{Message: &note}); err != nil {
+			t.Fatal(err)
+		}
+		evs := f.events(mid, models.StationTopic(st.ID))
+		if len(evs) != 1 || evs[0].Type != models.EventStationStatus {
+			t.Fatalf("events after the change: %v, want one station_status", types(evs))
+		}
+		if evs[0].CreatedAt.Before(b.CreatedAt) {
+			t.Fatalf("station_status stamped %v, before its battery's booking at %v", evs[0].CreatedAt, b.CreatedAt)
+		}
+	})
+}
+
 // The lease's connection check never runs between the lease's own
 // statements: pgx refuses a ping while a result is being read, and
 // database/sql then closes the connection, which lost the lease several
