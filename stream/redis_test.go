@@ -172,6 +172,20 @@ func TestRedisRestart(t *testing.T) {
 
 	srv.Kill(t)
 	publish(6, false) // events 7..12 are in the outbox, never in Redis
+	// While the connection is down, a Subscribe to a channel already
+	// joined waits for the next connection's confirmation; it is not
+	// taken as active.
+	waitFor(t, ctx, "the broker to see the connection down", func() bool {
+		broker.mu.Lock()
+		defer broker.mu.Unlock()
+		return !broker.live
+	})
+	down, cancelDown := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = broker.Subscribe(down, models.StationTopic(1))
+	cancelDown()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Subscribe to a joined channel with Redis down = %v, want it to wait for the reconnection", err)
+	}
 	srv.Restart(t)
 	waitFor(t, ctx, "the broker to reconnect", func() bool { return broker.Ping(ctx) == nil })
 	publish(4, true) // 13..16, live again
