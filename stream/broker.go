@@ -72,3 +72,21 @@ func runs(evs []models.Event, f func(run []models.Event)) {
 		start = end
 	}
 }
+
+// topicRefs counts, per topic, the local subscriptions that hold it: a
+// broker follows a topic while its count is above zero. Its owner guards it.
+type topicRefs map[models.Topic]int
+
+func (r topicRefs) add(topics []models.Topic) {
+	for _, t := range topics {
+		r[t]++
+	}
+}
+
+func (r topicRefs) remove(topics []models.Topic) {
+	for _, t := range topics {
+		if r[t]--; r[t] <= 0 {
+			delete(r, t)
+		}
+	}
+}

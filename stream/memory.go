@@ -15,13 +15,13 @@ var _ Broker = (*MemoryBroker)(nil)
 type MemoryBroker struct {
 	mu     sync.RWMutex
 	h      Handler
-	refs   map[models.Topic]int
+	refs   topicRefs
 	closed bool
 }
 
 // NewMemoryBroker returns an empty in-process broker.
 func NewMemoryBroker() *MemoryBroker {
-	return &MemoryBroker{refs: make(map[models.Topic]int)}
+	return &MemoryBroker{refs: make(topicRefs)}
 }
 
 // Publish implements Broker, delivering on the publisher's goroutine. The
@@ -70,9 +70,7 @@ func (b *MemoryBroker) Subscribe(_ context.Context, topics ...models.Topic) erro
 	if b.closed {
 		return ErrClosed
 	}
-	for _, t := range topics {
-		b.refs[t]++
-	}
+	b.refs.add(topics)
 	return nil
 }
 
@@ -80,11 +78,7 @@ func (b *MemoryBroker) Subscribe(_ context.Context, topics ...models.Topic) erro
 func (b *MemoryBroker) Unsubscribe(topics ...models.Topic) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, t := range topics {
-		if b.refs[t]--; b.refs[t] <= 0 {
-			delete(b.refs, t)
-		}
-	}
+	b.refs.remove(topics)
 }
 
 // Ping implements Broker.

@@ -61,7 +61,7 @@ type PostgresBroker struct {
 	// returns has waited for any read that did not include its topics.
 	mu     sync.Mutex
 	h      Handler
-	refs   map[models.Topic]int
+	refs   topicRefs
 	cursor int64 // Seq of the last event read; valid once primed
 	primed bool
 	closed bool
@@ -82,7 +82,7 @@ func NewPostgresBroker(o Outbox, a Announcer, opts PostgresOptions) *PostgresBro
 	ctx, cancel := context.WithCancel(context.Background())
 	return &PostgresBroker{
 		outbox: o, announcer: a, poll: opts.Poll, batch: opts.Batch, log: opts.Logger,
-		ctx: ctx, cancel: cancel, refs: make(map[models.Topic]int),
+		ctx: ctx, cancel: cancel, refs: make(topicRefs),
 	}
 }
 
@@ -130,9 +130,7 @@ func (b *PostgresBroker) Subscribe(ctx context.Context, topics ...models.Topic) 
 		}
 		b.cursor, b.primed = max(b.cursor, last), true
 	}
-	for _, t := range topics {
-		b.refs[t]++
-	}
+	b.refs.add(topics)
 	return nil
 }
 
@@ -140,11 +138,7 @@ func (b *PostgresBroker) Subscribe(ctx context.Context, topics ...models.Topic) 
 func (b *PostgresBroker) Unsubscribe(topics ...models.Topic) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, t := range topics {
-		if b.refs[t]--; b.refs[t] <= 0 {
-			delete(b.refs, t)
-		}
-	}
+	b.refs.remove(topics)
 }
 
 // Ping implements Broker: events flow while the outbox can be read; the
