@@ -258,8 +258,12 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if handedOff, _ := c.Get(handOffKey).(bool); !handedOff {
 			s.metrics.observe(c.Request().Method, c.Path(), status, d)
 		}
-		s.log.Info("request", "method", c.Request().Method, "path", c.Request().URL.Path, "route", c.Path(),
-			"status", status, "duration_ms", d.Milliseconds(), "request_id", requestID(c))
+		// Checked first: the line's arguments are built (and allocated)
+		// before Info could find that nothing logs at its level.
+		if r := c.Request(); s.log.Enabled(r.Context(), slog.LevelInfo) {
+			s.log.Info("request", "method", r.Method, "path", r.URL.Path, "route", c.Path(),
+				"status", status, "duration_ms", d.Milliseconds(), "request_id", requestID(c))
+		}
 		return nil
 	}
 }
