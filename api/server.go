@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -94,6 +95,9 @@ type Config struct {
 	AuthRateLimit, BookingRateLimit float64
 	// MaxStreamsPerClient caps open streams per client (default 32).
 	MaxStreamsPerClient int
+	// StreamWriters caps the SSE and NDJSON streams that write to their
+	// sockets at once (default GOMAXPROCS-1, at least 1; see writeSlots).
+	StreamWriters int
 	// BcryptCost is the password hashing cost (default bcrypt.DefaultCost).
 	BcryptCost int
 	// Web is the dashboard served at "/"; nil serves nothing there.
@@ -118,6 +122,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *httpMetrics
 	streams *streamLimiter
+	writers writeSlots
 	// accounts and deployment bind tokens to their account and database.
 	accounts   *accounts
 	deployment *deployment
@@ -163,6 +168,9 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	if cfg.MaxStreamsPerClient <= 0 {
 		cfg.MaxStreamsPerClient = 32
 	}
+	if cfg.StreamWriters <= 0 {
+		cfg.StreamWriters = max(1, runtime.GOMAXPROCS(0)-1)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -173,7 +181,7 @@ func New(cfg Config, st Store, hub *stream.Hub, broker Pinger) *Server {
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{echo: e, store: st, hub: hub, broker: broker, cfg: cfg, log: cfg.Logger,
 		metrics: newHTTPMetrics(cfg.Registry), streams: newStreamLimiter(cfg.MaxStreamsPerClient),
-		dummyHash: dummyHashFor(cfg.BcryptCost)}
+		writers: make(writeSlots, cfg.StreamWriters), dummyHash: dummyHashFor(cfg.BcryptCost)}
 	if st != nil {
 		s.accounts = newAccounts(st.FindUserByID, cfg.AccountCacheTTL, maxCachedAccounts)
 		s.deployment = &deployment{read: st.DeploymentID}

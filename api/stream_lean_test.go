@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ type leanEnv struct {
 // newLeanEnv starts a server on SQLite with the given hub options and
 // heartbeat, speaking plain HTTP/1.1, or with tls HTTP/1.1 and, with h2,
 // HTTP/2 over TLS. Everything closes when the test ends.
-func newLeanEnv(t *testing.T, hubOpts stream.HubOptions, heartbeat time.Duration, maxStreams int, tls, h2 bool) *leanEnv {
+func newLeanEnv(t *testing.T, hubOpts stream.HubOptions, heartbeat time.Duration, maxStreams int, tls, h2 bool, opts ...func(*api.Config)) *leanEnv {
 	t.Helper()
 	st := storetest.Open(t, "sqlite", store.Options{})
 	broker := stream.NewMemoryBroker()
@@ -49,12 +50,16 @@ func newLeanEnv(t *testing.T, hubOpts stream.HubOptions, heartbeat time.Duration
 	hubOpts.Metrics = stream.NewMetrics(reg)
 	hub := stream.NewHub(broker, st, hubOpts)
 	t.Cleanup(hub.Close)
-	srv := api.New(api.Config{
+	cfg := api.Config{
 		JWTSecret: []byte("test"), BcryptCost: 4, AuthRateLimit: -1, BookingRateLimit: -1,
 		HeartbeatInterval: heartbeat, MaxStreamsPerClient: maxStreams,
 		Registry: reg, StreamMetrics: hubOpts.Metrics,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}, st, hub, broker)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := api.New(cfg, st, hub, broker)
 	ts := httptest.NewUnstartedServer(srv.Handler())
 	if tls {
 		ts.EnableHTTP2 = h2
@@ -389,6 +394,42 @@ func TestLeanStreamDropsSlowConsumer(t *testing.T) {
 		t.Fatalf("%v slow-consumer disconnects, want 1", n)
 	}
 	slow.eof(t, 10*time.Second)
+}
+
+// A client that stops reading holds no write slot (api.Config.
+// StreamWriters): with one slot, the stream of a client whose socket is
+// full waits for room without it, and a reading client beside it gets
+// every event meanwhile. Were the slot held while waiting, the reading
+// client's first event after the socket filled would wait until the stuck
+// write failed on its deadline, which ends the stuck stream.
+func TestStuckClientHoldsNoWriteSlot(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("write slots are Linux's (stream_writev_linux.go)")
+	}
+	e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false,
+		func(c *api.Config) { c.StreamWriters = 1 })
+	addr := e.ts.Listener.Addr().String()
+	reading := dialStream(t, addr, "/stream/stations?format=ndjson")
+	reading.head(t)
+	reading.line(t) // connection_established
+	reading.line(t) // snapshot
+	stuck := dialStream(t, addr, "/stream/stations")
+	if err := stuck.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two subscribers", func() bool { return e.hub.Subscribers() == 2 })
+	// 300 events of 64 KiB, 19 MiB: the stuck client's socket buffers hold
+	// at most 4 MiB + 16 KiB here, so its writer waits for room from early
+	// on, and its queue is large enough not to be dropped.
+	for i := range 300 {
+		reading.ndjsonEvent(t, e.publish(t, 64<<10), "reading client")
+		if e.hub.Subscribers() != 2 {
+			t.Fatalf("the stuck stream ended after %d events: its write failed while the reading client waited", i+1)
+		}
+	}
+	if n := e.metric(t, "batteryswap_stream_open", "transport", "sse"); n != 1 {
+		t.Fatalf("%v open SSE streams, want the stuck one still open", n)
+	}
 }
 
 // Drain ends every hijacked stream, even one whose writer is blocked on a

@@ -150,7 +150,7 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 		latestSendBuffer(conn)
 	}
 	l := &leanStream{
-		s: s, conn: conn, sub: sub, enc: enc,
+		s: s, conn: conn, sock: newSocketWriter(conn, s.writers), sub: sub, enc: enc,
 		opening:   responseHead(res.Header(), enc.contentType, enc.preamble),
 		transport: req.transport, requestID: req.requestID, route: c.Path(), start: time.Now(),
 		clientKey: slot.key, release: slot.take(),
@@ -234,6 +234,7 @@ const headSize = 1 << 10
 type leanStream struct {
 	s         *Server
 	conn      net.Conn
+	sock      *socketWriter // nil: writes go through conn (TLS)
 	sub       *stream.Subscription
 	enc       *encoding
 	opening   []byte // the response head and preamble, sent with the first write
@@ -264,7 +265,7 @@ func (l *leanStream) frame(m *stream.Message) []byte { return l.enc.frame(m) }
 // (writev on a TCP connection), blocking until the socket took them. A
 // write that makes no progress for writeTimeout fails: the client is stuck.
 // One that is slow but progressing goes on: a reader on a slow network
-// (delivery=latest) is served at its own pace. WriteTo consumes its own
+// (delivery=latest) is served at its own pace. send consumes its own
 // copy of the slice and never modifies the frames.
 func (l *leanStream) write(frames net.Buffers) error {
 	if l.opening != nil {
@@ -275,7 +276,7 @@ func (l *leanStream) write(frames net.Buffers) error {
 		if err := l.armDeadline(); err != nil {
 			return err
 		}
-		n, err := frames.WriteTo(l.conn)
+		n, err := l.send(&frames)
 		switch {
 		case err == nil:
 			return nil
@@ -285,6 +286,15 @@ func (l *leanStream) write(frames net.Buffers) error {
 			return fmt.Errorf("%w: %w", errClientGone, err)
 		}
 	}
+}
+
+// send writes frames to the socket, through the socket writer where there
+// is one (stream_writev_linux.go), consuming them as it goes.
+func (l *leanStream) send(frames *net.Buffers) (int64, error) {
+	if l.sock == nil {
+		return frames.WriteTo(l.conn)
+	}
+	return l.sock.send(frames)
 }
 
 // armDeadline sets the write deadline unless enough of it is left. Setting

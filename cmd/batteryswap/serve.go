@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -192,6 +194,7 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 	a.api = api.New(api.Config{
 		JWTSecret: secret, AllowedOrigins: cfg.AllowedOrigins, HeartbeatInterval: cfg.HeartbeatInterval,
 		AuthRateLimit: cfg.AuthRateLimit, BookingRateLimit: cfg.BookingRateLimit, MaxStreamsPerClient: cfg.MaxStreams,
+		StreamWriters:  streamWriters(),
 		RequestTimeout: cfg.RequestTimeout, TrustedProxies: cfg.TrustedProxies, SeparateMetrics: cfg.MetricsAddr != "",
 		Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
 	}, a.store, a.hub, a.broker)
@@ -405,4 +408,21 @@ func (a *app) close() {
 	if a.store != nil {
 		_ = a.store.Close()
 	}
+}
+
+// cpus is the runtime's own GOMAXPROCS, the CPUs this process may use,
+// read before streamWriters changes it.
+var cpus = runtime.GOMAXPROCS(0)
+
+// streamWriters runs the runtime with one P more than cpus and gives the
+// streams' socket writes one slot per CPU (api.Config.StreamWriters): the
+// writers can still use every CPU, and a P is left for what the network
+// wakes meanwhile (commits, the relay, the broker, new connections). A
+// GOMAXPROCS in the environment is kept, and the writers get one P fewer.
+func streamWriters() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	runtime.GOMAXPROCS(cpus + 1)
+	return cpus
 }

@@ -1,0 +1,108 @@
+//go:build linux
+
+package api
+
+import (
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// socketWriter writes a hijacked stream's frames straight to its socket
+// with writev, holding one of the server's write slots only while the
+// kernel takes bytes (writeSlots).
+type socketWriter struct {
+	raw   syscall.RawConn
+	slots writeSlots
+	// The state of the send in progress, for writev.
+	frames *net.Buffers
+	n      int64
+	err    error
+	held   bool
+	write  func(fd uintptr) bool // writev, bound once
+}
+
+// newSocketWriter returns conn's writer, or nil when conn is not a socket
+// (TLS): its writes cannot pause to give a slot back, so they take none.
+func newSocketWriter(conn net.Conn, slots writeSlots) *socketWriter {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	w := &socketWriter{raw: raw, slots: slots}
+	w.write = w.writev
+	return w
+}
+
+// send writes frames, consuming them as it goes (as net.Buffers.WriteTo
+// does), until all are written, the socket fails, or the write deadline
+// passes while the socket is full; n is what it wrote.
+func (w *socketWriter) send(frames *net.Buffers) (n int64, err error) {
+	w.frames, w.n, w.err = frames, 0, nil
+	w.slots.take()
+	w.held = true
+	err = w.raw.Write(w.write)
+	if w.held {
+		w.held = false
+		w.slots.give()
+	}
+	w.frames = nil
+	if err == nil {
+		err = w.err
+	}
+	return w.n, err
+}
+
+// maxIovecs is the most buffers one writev takes (IOV_MAX).
+const maxIovecs = 1024
+
+// writev is raw.Write's callback: it writes until everything is written
+// or the socket is full; then it gives the slot back and asks to be
+// called again once the socket has room.
+func (w *socketWriter) writev(fd uintptr) bool {
+	for len(*w.frames) > 0 {
+		iovs := *w.frames
+		if len(iovs) > maxIovecs {
+			iovs = iovs[:maxIovecs]
+		}
+		n, err := unix.Writev(int(fd), iovs)
+		if n > 0 {
+			w.n += int64(n)
+		}
+		switch {
+		case err == nil:
+			consume(w.frames, n)
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			if w.held {
+				w.held = false
+				w.slots.give()
+			}
+			return false
+		default:
+			w.err = os.NewSyscallError("writev", err)
+			return true
+		}
+	}
+	return true
+}
+
+// consume drops the first n bytes of v, and the buffers they empty.
+func consume(v *net.Buffers, n int) {
+	for len(*v) > 0 {
+		first := len((*v)[0])
+		if first > n {
+			(*v)[0] = (*v)[0][n:]
+			return
+		}
+		n -= first
+		(*v)[0] = nil
+		*v = (*v)[1:]
+	}
+}
