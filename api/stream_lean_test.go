@@ -353,6 +353,17 @@ func TestLeanStreamWire(t *testing.T) {
 	}
 }
 
+// dialReader opens an NDJSON stream of every station and reads its head
+// and opening events, so that the next line is the next event.
+func dialReader(t *testing.T, addr string) *rawStream {
+	t.Helper()
+	c := dialStream(t, addr, "/stream/stations?format=ndjson")
+	c.head(t)
+	c.line(t) // connection_established
+	c.line(t) // snapshot
+	return c
+}
+
 // A client that stops reading fills its socket, then its queue, and is
 // dropped and counted, at once rather than after the write timeout, while
 // its writer is blocked on the full socket; a reading client on the same
@@ -360,10 +371,7 @@ func TestLeanStreamWire(t *testing.T) {
 func TestLeanStreamDropsSlowConsumer(t *testing.T) {
 	e := newLeanEnv(t, stream.HubOptions{QueueSize: 8}, time.Minute, 100, false, false)
 	addr := e.ts.Listener.Addr().String()
-	fast := dialStream(t, addr, "/stream/stations?format=ndjson")
-	fast.head(t)
-	fast.line(t) // connection_established
-	fast.line(t) // snapshot
+	fast := dialReader(t, addr)
 	slow := dialStream(t, addr, "/stream/stations")
 	eventually(t, "the slow client subscribed", func() bool { return e.hub.Subscribers() == 2 })
 
@@ -409,10 +417,7 @@ func TestStuckClientHoldsNoWriteSlot(t *testing.T) {
 	e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false,
 		func(c *api.Config) { c.StreamWriters = 1 })
 	addr := e.ts.Listener.Addr().String()
-	reading := dialStream(t, addr, "/stream/stations?format=ndjson")
-	reading.head(t)
-	reading.line(t) // connection_established
-	reading.line(t) // snapshot
+	reading := dialReader(t, addr)
 	stuck := dialStream(t, addr, "/stream/stations")
 	if err := stuck.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
 		t.Fatal(err)

@@ -7,13 +7,13 @@ package api
 // else to run (or from sysmon, every 10 ms). Meanwhile what the network
 // woke, the booking or station change whose database round trips make the
 // next event, the relay and the broker's reader, would wait behind the
-// fan-out for each of its round trips: under load, commits slowed from a
-// few milliseconds to hundreds and the stream fell behind for good
-// (docs/BENCHMARKS.md). With at most GOMAXPROCS-1 writers one P is always
-// free, and cmd/batteryswap runs one P more than the machine has CPUs, so
-// the writers still have every CPU. A writer holds its slot only while the
-// kernel takes its bytes, never while it waits for a full socket to drain
-// (sendFrames): a client that stops reading holds none.
+// fan-out for each of its round trips, and under load the stream fell
+// behind for good (docs/BENCHMARKS.md, "Writes that leave a P free"). With
+// at most GOMAXPROCS-1 writers one P is always free, and cmd/batteryswap
+// runs one P more than the machine has CPUs, so the writers still have
+// every CPU. A writer holds its slot only while the kernel takes its
+// bytes, never while it waits for a full socket to drain
+// (socketWriter.send): a client that stops reading holds none.
 type writeSlots chan struct{}
 
 // take waits for a slot.

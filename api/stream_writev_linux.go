@@ -48,15 +48,20 @@ func (w *socketWriter) send(frames *net.Buffers) (n int64, err error) {
 	w.slots.take()
 	w.held = true
 	err = w.raw.Write(w.write)
-	if w.held {
-		w.held = false
-		w.slots.give()
-	}
+	w.giveBack()
 	w.frames = nil
 	if err == nil {
 		err = w.err
 	}
 	return w.n, err
+}
+
+// giveBack returns the send's slot if it still holds it.
+func (w *socketWriter) giveBack() {
+	if w.held {
+		w.held = false
+		w.slots.give()
+	}
 }
 
 // maxIovecs is the most buffers one writev takes (IOV_MAX).
@@ -80,10 +85,7 @@ func (w *socketWriter) writev(fd uintptr) bool {
 			consume(w.frames, n)
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
-			if w.held {
-				w.held = false
-				w.slots.give()
-			}
+			w.giveBack()
 			return false
 		default:
 			w.err = os.NewSyscallError("writev", err)

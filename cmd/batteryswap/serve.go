@@ -191,10 +191,10 @@ func newApp(ctx context.Context, cfg Config, logw io.Writer) (_ *app, err error)
 		a.broker = stream.NewMemoryBroker()
 	}
 	a.hub = stream.NewHub(a.broker, a.store, stream.HubOptions{QueueSize: cfg.StreamQueue, Logger: log, Metrics: metrics})
+	oneMoreP() // before api.New, which sizes the stream writers from it
 	a.api = api.New(api.Config{
 		JWTSecret: secret, AllowedOrigins: cfg.AllowedOrigins, HeartbeatInterval: cfg.HeartbeatInterval,
 		AuthRateLimit: cfg.AuthRateLimit, BookingRateLimit: cfg.BookingRateLimit, MaxStreamsPerClient: cfg.MaxStreams,
-		StreamWriters:  streamWriters(),
 		RequestTimeout: cfg.RequestTimeout, TrustedProxies: cfg.TrustedProxies, SeparateMetrics: cfg.MetricsAddr != "",
 		Web: web.FS, OpenAPI: api.OpenAPI, Logger: log, Registry: reg, StreamMetrics: metrics,
 	}, a.store, a.hub, a.broker)
@@ -411,18 +411,16 @@ func (a *app) close() {
 }
 
 // cpus is the runtime's own GOMAXPROCS, the CPUs this process may use,
-// read before streamWriters changes it.
+// read before oneMoreP changes it.
 var cpus = runtime.GOMAXPROCS(0)
 
-// streamWriters runs the runtime with one P more than cpus and gives the
-// streams' socket writes one slot per CPU (api.Config.StreamWriters): the
-// writers can still use every CPU, and a P is left for what the network
-// wakes meanwhile (commits, the relay, the broker, new connections). A
-// GOMAXPROCS in the environment is kept, and the writers get one P fewer.
-func streamWriters() int {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return max(1, runtime.GOMAXPROCS(0)-1)
+// oneMoreP runs the runtime with one P more than cpus, unless GOMAXPROCS
+// is set in the environment. The streams' socket writes take at most
+// GOMAXPROCS-1 of them (api.Config.StreamWriters' default), so they can
+// still use every CPU, and a P is left for what the network wakes
+// meanwhile (commits, the relay, the broker, new connections).
+func oneMoreP() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(cpus + 1)
 	}
-	runtime.GOMAXPROCS(cpus + 1)
-	return cpus
 }
