@@ -405,36 +405,63 @@ func TestLeanStreamDropsSlowConsumer(t *testing.T) {
 }
 
 // A client that stops reading holds no write slot (api.Config.
-// StreamWriters): with one slot, the stream of a client whose socket is
-// full waits for room without it, and a reading client beside it gets
-// every event meanwhile. Were the slot held while waiting, the reading
-// client's first event after the socket filled would wait until the stuck
-// write failed on its deadline, which ends the stuck stream.
+// StreamWriters), on any hijacked transport: with one slot, the stream of a
+// client whose socket is full waits for room without it, and a reading
+// client beside it gets every event meanwhile. Were the slot held while
+// waiting, the reading client's first event after the socket filled would
+// wait until the stuck write failed on its deadline, which ends the stuck
+// stream.
 func TestStuckClientHoldsNoWriteSlot(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("write slots are Linux's (stream_writev_linux.go)")
 	}
-	e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false,
-		func(c *api.Config) { c.StreamWriters = 1 })
-	addr := e.ts.Listener.Addr().String()
-	reading := dialReader(t, addr)
-	stuck := dialStream(t, addr, "/stream/stations")
-	if err := stuck.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+	for _, tc := range []struct {
+		transport string
+		dial      func(t *testing.T, addr string) *rawStream
+	}{
+		{"sse", func(t *testing.T, addr string) *rawStream { return dialStream(t, addr, "/stream/stations") }},
+		{"websocket", func(t *testing.T, addr string) *rawStream { return dialWebSocket(t, addr, "/ws/stations/") }},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false,
+				func(c *api.Config) { c.StreamWriters = 1 })
+			addr := e.ts.Listener.Addr().String()
+			reading := dialReader(t, addr)
+			stuck := tc.dial(t, addr)
+			if err := stuck.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "two subscribers", func() bool { return e.hub.Subscribers() == 2 })
+			// 300 events of 64 KiB, 19 MiB: the stuck client's socket buffers
+			// hold at most 4 MiB + 16 KiB here, so its writer waits for room
+			// from early on, and its queue is large enough not to be dropped.
+			for i := range 300 {
+				reading.ndjsonEvent(t, e.publish(t, 64<<10), "reading client")
+				if e.hub.Subscribers() != 2 {
+					t.Fatalf("the stuck stream ended after %d events: its write failed while the reading client waited", i+1)
+				}
+			}
+			if n := e.metric(t, "batteryswap_stream_open", "transport", tc.transport); n != 1 {
+				t.Fatalf("%v open %s streams, want the stuck one still open", n, tc.transport)
+			}
+		})
+	}
+}
+
+// dialWebSocket sends a WebSocket handshake for path on a new connection
+// and returns without reading anything.
+func dialWebSocket(t *testing.T, addr, path string) *rawStream {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two subscribers", func() bool { return e.hub.Subscribers() == 2 })
-	// 300 events of 64 KiB, 19 MiB: the stuck client's socket buffers hold
-	// at most 4 MiB + 16 KiB here, so its writer waits for room from early
-	// on, and its queue is large enough not to be dropped.
-	for i := range 300 {
-		reading.ndjsonEvent(t, e.publish(t, 64<<10), "reading client")
-		if e.hub.Subscribers() != 2 {
-			t.Fatalf("the stuck stream ended after %d events: its write failed while the reading client waited", i+1)
-		}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path); err != nil {
+		t.Fatal(err)
 	}
-	if n := e.metric(t, "batteryswap_stream_open", "transport", "sse"); n != 1 {
-		t.Fatalf("%v open SSE streams, want the stuck one still open", n)
-	}
+	return &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 256<<10)}
 }
 
 // Drain ends every hijacked stream, even one whose writer is blocked on a

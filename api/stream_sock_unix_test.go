@@ -3,7 +3,12 @@
 package api
 
 import (
+	"errors"
+	"io"
 	"net"
+	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,4 +77,57 @@ func TestPeerGone(t *testing.T) {
 			t.Fatal("peerGone = true for a pipe")
 		}
 	})
+}
+
+// A heldConn (a WebSocket's) on a socket writes through the socket writer:
+// its write waits for a write slot, and gives the slot back once the
+// kernel took the bytes.
+func TestHeldConnWritesInAWriteSlot(t *testing.T) {
+	client, server := tcpPair(t)
+	slots := make(writeSlots, 1)
+	h := &heldConn{Conn: server, sock: newSocketWriter(server, slots)}
+	if h.sock == nil {
+		t.Skip("no socket writer on this platform (stream_writev_linux.go)")
+	}
+	slots.take() // every slot taken
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Write([]byte("frame"))
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !waitingForSlot() {
+		if time.Now().After(deadline) {
+			t.Fatal("the write did not wait for a write slot")
+		}
+		runtime.Gosched()
+	}
+	_ = client.SetReadDeadline(time.Now())
+	if n, err := client.Read(make([]byte, 16)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read %d bytes (%v) while every write slot was taken, want none", n, err)
+	}
+	slots.give()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len("frame"))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "frame" {
+		t.Fatalf("read %q (%v), want %q", got, err, "frame")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(slots) != 0 {
+		t.Fatalf("%d write slots still taken after the write", len(slots))
+	}
+}
+
+// waitingForSlot reports whether a goroutine is blocked taking a write slot.
+func waitingForSlot() bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "[chan send") && strings.Contains(g, "api.writeSlots.take") {
+			return true
+		}
+	}
+	return false
 }

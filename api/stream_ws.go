@@ -116,7 +116,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 		return err
 	}
 	defer sub.Close()
-	hj := &heldHijacker{ResponseWriter: c.Response(), latest: req.delivery == stream.DeliverLatest}
+	hj := &heldHijacker{ResponseWriter: c.Response(), slots: s.writers, latest: req.delivery == stream.DeliverLatest}
 	// The origin was checked above against ALLOWED_ORIGINS and the host.
 	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
@@ -229,6 +229,7 @@ func (w *wsStream) heartbeat() error {
 // heldHijacker gives websocket.Accept the connection wrapped in a heldConn.
 type heldHijacker struct {
 	http.ResponseWriter
+	slots  writeSlots
 	latest bool // delivery=latest: see latestSendBuffer
 	conn   *heldConn
 }
@@ -244,16 +245,20 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if h.latest {
 		latestSendBuffer(c)
 	}
-	h.conn = &heldConn{Conn: c}
+	h.conn = &heldConn{Conn: c, sock: newSocketWriter(c, h.slots)}
 	brw.Writer.Reset(h.conn)
 	return h.conn, brw, nil
 }
 
 // heldConn is a connection whose writes can be held back and sent
 // together: between hold and flush, what is written collects in a buffer.
-// Every write that reaches the socket gets writeTimeout to finish.
+// Every write that reaches the socket gets writeTimeout to finish, and
+// goes through the socket writer, like a hijacked SSE stream's, holding a
+// write slot only while the kernel takes its bytes.
 type heldConn struct {
 	net.Conn
+	sock     *socketWriter // nil: writes go through Conn (TLS)
+	bufs     net.Buffers   // sock's argument, kept to spare an allocation per write
 	mu       sync.Mutex
 	holding  bool
 	buf      []byte
@@ -287,13 +292,24 @@ func (h *heldConn) writeLocked(p []byte) (int, error) {
 				return done, err
 			}
 		}
-		n, err := h.Conn.Write(p[done:])
+		n, err := h.send(p[done:])
 		done += n
 		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return done, err
 		}
 		h.deadline = time.Time{} // progress: a new deadline for the rest
 	}
+}
+
+// send writes p to the socket, through the socket writer where there is one.
+func (h *heldConn) send(p []byte) (int, error) {
+	if h.sock == nil {
+		return h.Conn.Write(p)
+	}
+	h.bufs = append(h.bufs[:0], p)
+	n, err := h.sock.send(&h.bufs)
+	h.bufs = h.bufs[:0]
+	return int(n), err
 }
 
 func (h *heldConn) hold() {
