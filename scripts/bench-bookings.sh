@@ -16,20 +16,8 @@
 # (scripts/bench-ab.sh uses it to compare two commits with one bsload).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PG=${PG:-postgres://postgres@127.0.0.1:5432}
-DB=bs_bench_book
-PORT=${PORT:-8093}
-server=${SERVER_BIN:-/tmp/bsb-server}
-[ -n "${SERVER_BIN:-}" ] || go build -o "$server" ./cmd/batteryswap
-go build -o /tmp/bsb-load ./cmd/bsload
-psql -q "$PG/postgres" -c "drop database if exists $DB" -c "create database $DB" >/dev/null 2>&1
-ADDR=127.0.0.1:$PORT DATABASE_URL="$PG/$DB?sslmode=disable${DSN_PARAMS:-}" \
-REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/13} REDIS_PREFIX=bsbench-book: JWT_SECRET=bench-secret-bench-secret \
-ADMIN_EMAIL=admin@bench.test ADMIN_PASSWORD=bench-admin-pw AUTH_RATE_LIMIT=-1 BOOKING_RATE_LIMIT=-1 \
-MAX_STREAMS_PER_CLIENT=100000 LOG_LEVEL=warn "$server" serve > /tmp/bsb-server.log 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; psql -q "$PG/postgres" -c "drop database if exists $DB" >/dev/null 2>&1' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+DB=bs_bench_book PORT=${PORT:-8093} REDIS_DB=13
+. scripts/fresh-server.sh
 [ -n "${SETUP_SQL:-}" ] && psql -q "$PG/$DB" -c "$SETUP_SQL"
-/tmp/bsb-load bookings -url "http://127.0.0.1:$PORT" -admin-email admin@bench.test -admin-password bench-admin-pw \
+/tmp/bsload-bench bookings -url "http://127.0.0.1:$PORT" -admin-email admin@bench.test -admin-password bench-admin-pw \
   -clients "${1:-1,8,64}" -duration "${2:-10s}" -server-pid "$pid" ${3:-}
