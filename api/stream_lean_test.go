@@ -150,12 +150,27 @@ type rawStream struct {
 // reading anything.
 func dialStream(t *testing.T, addr, path string) *rawStream {
 	t.Helper()
+	return dialGet(t, addr, path, "Accept: */*\r\n")
+}
+
+// dialWebSocket sends a WebSocket handshake for path on a new connection
+// and returns without reading anything.
+func dialWebSocket(t *testing.T, addr, path string) *rawStream {
+	t.Helper()
+	return dialGet(t, addr, path, "Upgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+}
+
+// dialGet sends GET path with headers (each ending in CRLF) on a new
+// connection.
+func dialGet(t *testing.T, addr, path, headers string) *rawStream {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\nAccept: */*\r\n\r\n", path); err != nil {
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\n%s\r\n", path, headers); err != nil {
 		t.Fatal(err)
 	}
 	return &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 256<<10)}
@@ -446,22 +461,6 @@ func TestStuckClientHoldsNoWriteSlot(t *testing.T) {
 			}
 		})
 	}
-}
-
-// dialWebSocket sends a WebSocket handshake for path on a new connection
-// and returns without reading anything.
-func dialWebSocket(t *testing.T, addr, path string) *rawStream {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path); err != nil {
-		t.Fatal(err)
-	}
-	return &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 256<<10)}
 }
 
 // Drain ends every hijacked stream, even one whose writer is blocked on a
