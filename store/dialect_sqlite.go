@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 
 	sqlitedriver "github.com/glebarez/go-sqlite"
@@ -25,13 +26,20 @@ type sqliteDialect struct {
 
 func (*sqliteDialect) name() string { return "sqlite" }
 
-// open creates the file, readable by its owner only (SQLite gives the WAL
-// and shared-memory files the database file's mode), and, for a store that
-// asks for it, locks it exclusively: a second instance on the same file
-// refuses to start instead of sharing it (two relays, lost live events,
-// "database is locked").
+// open creates the file (unless the store asks for an existing one),
+// readable by its owner only (SQLite gives the WAL and shared-memory files
+// the database file's mode), and, for a store that asks for it, locks it
+// exclusively: a second instance on the same file refuses to start instead
+// of sharing it (two relays, lost live events, "database is locked").
 func (d *sqliteDialect) open(dsn string, opts Options) (gorm.Dialector, error) {
-	f, err := os.OpenFile(d.path, os.O_RDWR|os.O_CREATE, 0o600)
+	flags := os.O_RDWR | os.O_CREATE
+	if opts.Existing {
+		flags = os.O_RDWR
+	}
+	f, err := os.OpenFile(d.path, flags, 0o600)
+	if errors.Is(err, fs.ErrNotExist) && opts.Existing {
+		return nil, fmt.Errorf("store: the SQLite file %s does not exist (serve or migrate up creates it)", d.path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open the SQLite file: %w", err)
 	}

@@ -51,6 +51,10 @@ type Options struct {
 	// holds it: one server per file (serve asks for it; the commands,
 	// which may run beside a server, do not). PostgreSQL ignores it.
 	Exclusive bool
+	// Existing: on SQLite, open the database file only if it exists, and
+	// never create it (migrate status and down, which only read or undo).
+	// PostgreSQL ignores it.
+	Existing bool
 }
 
 // Store is the database. It is safe for concurrent use.

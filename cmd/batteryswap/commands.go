@@ -16,9 +16,13 @@ import (
 )
 
 func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
-	return store.Open(ctx, cfg.DatabaseURL, store.Options{
+	return store.Open(ctx, cfg.DatabaseURL, storeOptions(cfg))
+}
+
+func storeOptions(cfg Config) store.Options {
+	return store.Options{
 		ReadyCharge: cfg.ReadyCharge, BookingHold: cfg.BookingHold, BookingWarn: cfg.BookingWarn, Logger: newLogger(cfg, io.Discard),
-	})
+	}
 }
 
 // migrated readies the database for serve and the commands that write:
@@ -47,7 +51,14 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if len(words) > 0 {
 		dir = words[0]
 	}
-	s, err := openStore(ctx, cfg)
+	if dir != "up" && dir != "down" && dir != "status" {
+		return fmt.Errorf("migrate: unknown direction %q (up, down or status)", dir)
+	}
+	opts := storeOptions(cfg)
+	// Only up makes a database: status and down read or undo one that
+	// exists, and leave no empty file behind where there was none.
+	opts.Existing = dir != "up"
+	s, err := store.Open(ctx, cfg.DatabaseURL, opts)
 	if err != nil {
 		return err
 	}
@@ -70,8 +81,6 @@ func cmdMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintln(stdout, "rolled back one migration")
 	case "status":
 		return s.MigrationStatus(ctx, stdout)
-	default:
-		return fmt.Errorf("migrate: unknown direction %q (up, down or status)", dir)
 	}
 	return nil
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -136,6 +139,18 @@ func TestCommandsMigrateUsersBroadcast(t *testing.T) {
 	for _, args := range [][]string{{"broadcast", "--auto-migrate=false"}, {"users", "create", "--email", "x@example.com", "--password", "operator-pass", "--auto-migrate", "false"}} {
 		if err := run(ctx, args, env, &out, &errb); err == nil || !strings.Contains(err.Error(), "migrate up") {
 			t.Fatalf("%q on a new database: %v", args, err)
+		}
+	}
+	// Status and down on a SQLite file that does not exist say so, and
+	// create nothing; only up makes the database.
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	for _, dir := range []string{"status", "down"} {
+		err := run(ctx, []string{"migrate", dir, "--database-url", "sqlite://" + missing}, env, &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), "does not exist") {
+			t.Fatalf("migrate %s on a missing SQLite file: %v, want an error saying it does not exist", dir, err)
+		}
+		if _, serr := os.Stat(missing); !errors.Is(serr, fs.ErrNotExist) {
+			t.Fatalf("migrate %s on a missing SQLite file left a file behind (%v)", dir, serr)
 		}
 	}
 	if err := run(ctx, []string{"migrate", "up"}, env, &out, &errb); err != nil {
