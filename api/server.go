@@ -96,7 +96,8 @@ type Config struct {
 	// MaxStreamsPerClient caps open streams per client (default 32).
 	MaxStreamsPerClient int
 	// StreamWriters caps the hijacked streams (SSE, NDJSON, WebSocket)
-	// that write to their sockets at once (default GOMAXPROCS-1, at least 1; see writeSlots).
+	// that write to their sockets at once (default GOMAXPROCS-1, at least
+	// 1; see writeSlots).
 	StreamWriters int
 	// BcryptCost is the password hashing cost (default bcrypt.DefaultCost).
 	BcryptCost int

@@ -258,7 +258,8 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 type heldConn struct {
 	net.Conn
 	sock     *socketWriter // nil: writes go through Conn (TLS)
-	bufs     net.Buffers   // sock's argument, kept to spare an allocation per write
+	one      [1][]byte     // backs bufs: no allocation per write
+	bufs     net.Buffers   // sock's argument, which it consumes
 	mu       sync.Mutex
 	holding  bool
 	buf      []byte
@@ -306,9 +307,10 @@ func (h *heldConn) send(p []byte) (int, error) {
 	if h.sock == nil {
 		return h.Conn.Write(p)
 	}
-	h.bufs = append(h.bufs[:0], p)
+	h.one[0] = p
+	h.bufs = h.one[:]
 	n, err := h.sock.send(&h.bufs)
-	h.bufs = h.bufs[:0]
+	h.one[0], h.bufs = nil, nil
 	return int(n), err
 }
 
