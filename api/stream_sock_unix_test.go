@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -130,4 +132,53 @@ func waitingForSlot() bool {
 		}
 	}
 	return false
+}
+
+// A WebSocket's connection (heldHijacker.Hijack) is wired to the server's
+// write slots: a write on it waits while every slot is taken.
+func TestHijackedWebSocketConnWaitsForAWriteSlot(t *testing.T) {
+	if _, server := tcpPair(t); newSocketWriter(server, nil) == nil {
+		t.Skip("no socket writer on this platform (stream_writev_linux.go)")
+	}
+	slots := make(writeSlots, 1)
+	wrote := make(chan error, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hj := &heldHijacker{ResponseWriter: w, slots: slots}
+		conn, _, err := hj.Hijack()
+		if err != nil {
+			wrote <- err
+			return
+		}
+		go func() {
+			defer conn.Close()
+			_, err := conn.Write([]byte("frame"))
+			wrote <- err
+		}()
+	}))
+	t.Cleanup(ts.Close)
+	slots.take() // every slot taken
+	client, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	if _, err := io.WriteString(client, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !waitingForSlot() {
+		if time.Now().After(deadline) {
+			t.Fatal("the hijacked connection's write did not wait for a write slot")
+		}
+		runtime.Gosched()
+	}
+	slots.give()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "frame" {
+		t.Fatalf("read %q (%v), want %q", got, err, "frame")
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
 }
