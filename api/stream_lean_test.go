@@ -685,6 +685,41 @@ func TestLongPollAnswersWhenTheServerDrains(t *testing.T) {
 	}
 }
 
+// A WebSocket over TLS writes through the TLS connection (no socket
+// writer, so no write slot: its bytes must be encrypted) and gets its
+// events, large ones too, in order.
+func TestWebSocketOverTLS(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{}, time.Minute, 100, true, false,
+		func(c *api.Config) { c.StreamWriters = 1 })
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(e.ts.URL, "https")+"/ws/stations/",
+		&websocket.DialOptions{HTTPClient: e.ts.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+	for range 2 { // connection_established, snapshot
+		if _, _, err := conn.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sent []*models.Event
+	for range 3 {
+		sent = append(sent, e.publish(t, 64<<10))
+	}
+	for _, ev := range sent {
+		_, msg, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(msg), `{"id":"`+ev.ID()+`"`) || len(msg) < 64<<10 {
+			t.Fatalf("message %.40q (%d bytes), want event %s of 64 KiB", msg, len(msg), ev.ID())
+		}
+	}
+}
+
 // A WebSocket open when the server drains is closed with 1001 (going away),
 // a clean close that tells the client to reconnect, not dropped (1006).
 func TestWebSocketClosesGoingAwayWhenTheServerDrains(t *testing.T) {
