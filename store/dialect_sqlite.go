@@ -43,6 +43,9 @@ func (d *sqliteDialect) open(dsn string, opts Options) (gorm.Dialector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open the SQLite file: %w", err)
 	}
+	if opts.Existing {
+		dsn += "&mode=rw" // nor may SQLite create it, should it go meanwhile
+	}
 	if !opts.Exclusive {
 		f.Close()
 		return sqlite.Open(dsn), nil
