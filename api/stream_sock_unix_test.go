@@ -85,25 +85,17 @@ func TestPeerGone(t *testing.T) {
 // its write waits for a write slot, and gives the slot back once the
 // kernel took the bytes.
 func TestHeldConnWritesInAWriteSlot(t *testing.T) {
+	skipWithoutSlots(t)
 	client, server := tcpPair(t)
 	slots := make(writeSlots, 1)
-	h := &heldConn{Conn: server, sock: newSocketWriter(server, slots)}
-	if h.sock == nil {
-		t.Skip("no socket writer on this platform (stream_writev_linux.go)")
-	}
+	h := newHeldConn(server, slots)
 	slots.take() // every slot taken
 	done := make(chan error, 1)
 	go func() {
 		_, err := h.Write([]byte("frame"))
 		done <- err
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !waitingForSlot() {
-		if time.Now().After(deadline) {
-			t.Fatal("the write did not wait for a write slot")
-		}
-		runtime.Gosched()
-	}
+	awaitSlotWait(t, "the write did not wait for a write slot")
 	_ = client.SetReadDeadline(time.Now())
 	if n, err := client.Read(make([]byte, 16)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read %d bytes (%v) while every write slot was taken, want none", n, err)
@@ -122,6 +114,27 @@ func TestHeldConnWritesInAWriteSlot(t *testing.T) {
 	}
 }
 
+// skipWithoutSlots skips a test of the write slots where hijacked streams
+// take none (stream_writev_other.go).
+func skipWithoutSlots(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("write slots are Linux's (stream_writev_linux.go)")
+	}
+}
+
+// awaitSlotWait waits until a goroutine is blocked taking a write slot,
+// and fails with why if none is within 10 s.
+func awaitSlotWait(t *testing.T, why string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !waitingForSlot() {
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		runtime.Gosched()
+	}
+}
+
 // waitingForSlot reports whether a goroutine is blocked taking a write slot.
 func waitingForSlot() bool {
 	buf := make([]byte, 1<<20)
@@ -137,9 +150,7 @@ func waitingForSlot() bool {
 // A WebSocket's connection (heldHijacker.Hijack) is wired to the server's
 // write slots: a write on it waits while every slot is taken.
 func TestHijackedWebSocketConnWaitsForAWriteSlot(t *testing.T) {
-	if _, server := tcpPair(t); newSocketWriter(server, nil) == nil {
-		t.Skip("no socket writer on this platform (stream_writev_linux.go)")
-	}
+	skipWithoutSlots(t)
 	slots := make(writeSlots, 1)
 	wrote := make(chan error, 1)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -165,13 +176,7 @@ func TestHijackedWebSocketConnWaitsForAWriteSlot(t *testing.T) {
 	if _, err := io.WriteString(client, "GET / HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !waitingForSlot() {
-		if time.Now().After(deadline) {
-			t.Fatal("the hijacked connection's write did not wait for a write slot")
-		}
-		runtime.Gosched()
-	}
+	awaitSlotWait(t, "the hijacked connection's write did not wait for a write slot")
 	slots.give()
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(client)

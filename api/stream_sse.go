@@ -234,7 +234,7 @@ const headSize = 1 << 10
 type leanStream struct {
 	s         *Server
 	conn      net.Conn
-	sock      *socketWriter // nil: writes go through conn (TLS)
+	sock      *socketWriter // conn's writer
 	sub       *stream.Subscription
 	enc       *encoding
 	opening   []byte // the response head and preamble, sent with the first write
@@ -276,7 +276,7 @@ func (l *leanStream) write(frames net.Buffers) error {
 		if err := l.armDeadline(); err != nil {
 			return err
 		}
-		n, err := l.send(&frames)
+		n, err := l.sock.send(&frames)
 		switch {
 		case err == nil:
 			return nil
@@ -286,15 +286,6 @@ func (l *leanStream) write(frames net.Buffers) error {
 			return fmt.Errorf("%w: %w", errClientGone, err)
 		}
 	}
-}
-
-// send writes frames to the socket, through the socket writer where there
-// is one (stream_writev_linux.go), consuming them as it goes.
-func (l *leanStream) send(frames *net.Buffers) (int64, error) {
-	if l.sock == nil {
-		return frames.WriteTo(l.conn)
-	}
-	return l.sock.send(frames)
 }
 
 // armDeadline sets the write deadline unless enough of it is left. Setting

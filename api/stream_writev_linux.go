@@ -12,9 +12,12 @@ import (
 
 // socketWriter writes a hijacked stream's frames straight to its socket
 // with writev, holding one of the server's write slots only while the
-// kernel takes bytes (writeSlots).
+// kernel takes bytes (writeSlots). A connection that is not a socket (TLS)
+// is written with net.Buffers.WriteTo and takes no slot: its writes cannot
+// pause to give one back.
 type socketWriter struct {
-	raw   syscall.RawConn
+	conn  net.Conn        // written directly when raw is nil
+	raw   syscall.RawConn // nil: not a socket
 	slots writeSlots
 	// The state of the send in progress, for writev.
 	frames *net.Buffers
@@ -24,19 +27,15 @@ type socketWriter struct {
 	write  func(fd uintptr) bool // writev, bound once
 }
 
-// newSocketWriter returns conn's writer, or nil when conn is not a socket
-// (TLS): its writes cannot pause to give a slot back, so they take none.
+// newSocketWriter returns conn's writer.
 func newSocketWriter(conn net.Conn, slots writeSlots) *socketWriter {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil
+	w := &socketWriter{conn: conn, slots: slots}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+			w.write = w.writev
+		}
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	w := &socketWriter{raw: raw, slots: slots}
-	w.write = w.writev
 	return w
 }
 
@@ -44,6 +43,9 @@ func newSocketWriter(conn net.Conn, slots writeSlots) *socketWriter {
 // does), until all are written, the socket fails, or the write deadline
 // passes while the socket is full; n is what it wrote.
 func (w *socketWriter) send(frames *net.Buffers) (n int64, err error) {
+	if w.raw == nil {
+		return frames.WriteTo(w.conn)
+	}
 	w.frames, w.n, w.err = frames, 0, nil
 	w.slots.take()
 	w.held = true

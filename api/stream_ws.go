@@ -245,7 +245,7 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if h.latest {
 		latestSendBuffer(c)
 	}
-	h.conn = &heldConn{Conn: c, sock: newSocketWriter(c, h.slots)}
+	h.conn = newHeldConn(c, h.slots)
 	brw.Writer.Reset(h.conn)
 	return h.conn, brw, nil
 }
@@ -257,7 +257,7 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // write slot only while the kernel takes its bytes.
 type heldConn struct {
 	net.Conn
-	sock     *socketWriter // nil: writes go through Conn (TLS)
+	sock     *socketWriter // Conn's writer
 	one      [1][]byte     // backs bufs: no allocation per write
 	bufs     net.Buffers   // sock's argument, which it consumes
 	mu       sync.Mutex
@@ -302,11 +302,13 @@ func (h *heldConn) writeLocked(p []byte) (int, error) {
 	}
 }
 
-// send writes p to the socket, through the socket writer where there is one.
+// newHeldConn returns c, writing through a socket writer with slots.
+func newHeldConn(c net.Conn, slots writeSlots) *heldConn {
+	return &heldConn{Conn: c, sock: newSocketWriter(c, slots)}
+}
+
+// send writes p through the socket writer.
 func (h *heldConn) send(p []byte) (int, error) {
-	if h.sock == nil {
-		return h.Conn.Write(p)
-	}
 	h.one[0] = p
 	h.bufs = h.one[:]
 	n, err := h.sock.send(&h.bufs)

@@ -25,7 +25,7 @@ func TestHeldConnSendsABatchInOneWrite(t *testing.T) {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	under := &countingConn{Conn: a}
-	h := &heldConn{Conn: under}
+	h := newHeldConn(under, make(writeSlots, 1))
 
 	if _, err := h.Write([]byte("direct")); err != nil {
 		t.Fatal(err)
