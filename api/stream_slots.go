@@ -13,7 +13,7 @@ package api
 // runs one P more than the machine has CPUs, so the writers still have
 // every CPU. A writer holds its slot only while the kernel takes its
 // bytes, never while it waits for a full socket to drain
-// (socketWriter.send): a client that stops reading holds none. Once that
+// (sysWriter.send): a client that stops reading holds none. Once that
 // socket has room, the rest of the write goes out without a slot, so the
 // cap is exact only for clients that keep up: a fan-out makes few such
 // resumed writes, and waiting for a slot again would hold up a client

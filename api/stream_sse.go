@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -244,12 +242,6 @@ type leanStream struct {
 	start     time.Time
 	clientKey string // the stream limiter's key for the client
 	release   func() // gives the client's stream slot back; idempotent
-
-	// ended is set by end to why the stream must end; once it is, no
-	// write may re-arm the deadline that end set in the past.
-	ended atomic.Pointer[error]
-
-	deadline time.Time // the write deadline set last; the pump's own
 }
 
 // run runs the pump and releases everything the stream holds when it ends.
@@ -262,48 +254,15 @@ func (l *leanStream) run() {
 func (l *leanStream) frame(m *stream.Message) []byte { return l.enc.frame(m) }
 
 // write writes the opening (first time only) and frames in one call
-// (writev on a TCP connection), blocking until the socket took them. A
-// write that makes no progress for writeTimeout fails: the client is stuck.
-// One that is slow but progressing goes on: a reader on a slow network
-// (delivery=latest) is served at its own pace. send consumes its own
-// copy of the slice and never modifies the frames.
+// (writev on a TCP connection), blocking until the socket took them or
+// writeTimeout passed without progress (socketWriter.write).
 func (l *leanStream) write(frames net.Buffers) error {
 	if l.opening != nil {
 		frames = append(net.Buffers{l.opening}, frames...)
 		l.opening = nil
 	}
-	for {
-		if err := l.armDeadline(); err != nil {
-			return err
-		}
-		n, err := l.sock.send(&frames)
-		switch {
-		case err == nil:
-			return nil
-		case n > 0 && errors.Is(err, os.ErrDeadlineExceeded) && l.ended.Load() == nil:
-			l.deadline = time.Time{} // progress: a new deadline for the rest
-		default:
-			return fmt.Errorf("%w: %w", errClientGone, err)
-		}
-	}
-}
-
-// armDeadline sets the write deadline unless enough of it is left. Setting
-// a deadline updates a runtime timer; re-arming it only once half of it is
-// used keeps that off the per-batch path: each write still gets between
-// writeTimeout/2 and writeTimeout to make progress.
-func (l *leanStream) armDeadline() error {
-	now := time.Now()
-	if l.deadline.Sub(now) >= writeTimeout/2 {
-		return nil
-	}
-	l.deadline = now.Add(writeTimeout)
-	if err := l.conn.SetWriteDeadline(l.deadline); err != nil {
+	if _, err := l.sock.write(&frames); err != nil {
 		return fmt.Errorf("%w: %w", errClientGone, err)
-	}
-	// An end just before the new deadline would be undone by it.
-	if cause := l.ended.Load(); cause != nil {
-		return *cause
 	}
 	return nil
 }
@@ -323,18 +282,14 @@ func (l *leanStream) heartbeat() error {
 // whether cause is the one it ends for (no other came first). The pump
 // sees it before its next write, and a write blocked on a full socket
 // fails at once on the past deadline. It never blocks.
-func (l *leanStream) end(cause error) bool {
-	first := l.ended.CompareAndSwap(nil, &cause)
-	_ = l.conn.SetWriteDeadline(aLongTimeAgo)
-	return first
-}
+func (l *leanStream) end(cause error) bool { return l.sock.end(cause) }
 
 // finish releases what the stream holds: the subscription, the connection,
 // the client's stream slot, the open-stream gauge. It observes the
 // request's duration, logs why the stream ended, and lets Drain know.
 func (l *leanStream) finish(err error) {
-	if cause := l.ended.Load(); cause != nil {
-		err = *cause // rather than the write that failed on end's deadline
+	if cause := l.sock.cause(); cause != nil {
+		err = cause // rather than the write that failed on end's deadline
 	}
 	l.sub.Close()
 	_ = l.conn.Close()
@@ -400,7 +355,7 @@ func (t *leanStreams) releaseGone(key string) int {
 	t.mu.Lock()
 	mine := make([]*leanStream, 0, len(t.open[key]))
 	for l := range t.open[key] {
-		if l.ended.Load() == nil { // one already ending gave its slot back or will
+		if l.sock.cause() == nil { // one already ending gave its slot back or will
 			mine = append(mine, l)
 		}
 	}

@@ -10,13 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// socketWriter writes a hijacked stream's frames straight to its socket
-// with writev, holding one of the server's write slots only while the
-// kernel takes bytes (writeSlots). A connection that is not a socket (TLS)
-// is written with net.Buffers.WriteTo and takes no slot: its writes cannot
-// pause to give one back.
-type socketWriter struct {
-	conn  net.Conn        // written directly when raw is nil
+// sysWriter writes a socket with writev, holding one of the server's
+// write slots only while the kernel takes bytes (writeSlots). A connection
+// that is not a socket (TLS) is left to net.Buffers.WriteTo, without a
+// slot: its writes cannot pause to give one back.
+type sysWriter struct {
 	raw   syscall.RawConn // nil: not a socket
 	slots writeSlots
 	// The state of the send in progress, for writev.
@@ -27,24 +25,24 @@ type socketWriter struct {
 	write  func(fd uintptr) bool // writev, bound once
 }
 
-// newSocketWriter returns conn's writer.
-func newSocketWriter(conn net.Conn, slots writeSlots) *socketWriter {
-	w := &socketWriter{conn: conn, slots: slots}
+// init binds w to conn's socket, if it is one.
+func (w *sysWriter) init(conn net.Conn, slots writeSlots) {
+	w.slots = slots
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw = raw
 			w.write = w.writev
 		}
 	}
-	return w
 }
 
-// send writes frames, consuming them as it goes (as net.Buffers.WriteTo
-// does), until all are written, the socket fails, or the write deadline
-// passes while the socket is full; n is what it wrote.
-func (w *socketWriter) send(frames *net.Buffers) (n int64, err error) {
+// send writes frames, consuming them as it goes, until all are written,
+// the socket fails, or the write deadline passes while the socket is full;
+// n is what it wrote. ok is false when the connection is not a socket and
+// nothing was tried.
+func (w *sysWriter) send(frames *net.Buffers) (n int64, ok bool, err error) {
 	if w.raw == nil {
-		return frames.WriteTo(w.conn)
+		return 0, false, nil
 	}
 	w.frames, w.n, w.err = frames, 0, nil
 	w.slots.take()
@@ -55,11 +53,11 @@ func (w *socketWriter) send(frames *net.Buffers) (n int64, err error) {
 	if err == nil {
 		err = w.err
 	}
-	return w.n, err
+	return w.n, true, err
 }
 
 // giveBack returns the send's slot if it still holds it.
-func (w *socketWriter) giveBack() {
+func (w *sysWriter) giveBack() {
 	if w.held {
 		w.held = false
 		w.slots.give()
@@ -72,7 +70,7 @@ const maxIovecs = 1024
 // writev is raw.Write's callback: it writes until everything is written
 // or the socket is full; then it gives the slot back and asks to be
 // called again once the socket has room.
-func (w *socketWriter) writev(fd uintptr) bool {
+func (w *sysWriter) writev(fd uintptr) bool {
 	for len(*w.frames) > 0 {
 		iovs := *w.frames
 		if len(iovs) > maxIovecs {

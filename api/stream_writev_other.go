@@ -4,10 +4,10 @@ package api
 
 import "net"
 
-// socketWriter is Linux's (stream_writev_linux.go); elsewhere hijacked
-// streams write with net.Buffers.WriteTo and take no write slot.
-type socketWriter struct{ conn net.Conn }
+// sysWriter is Linux's writev (stream_writev_linux.go); elsewhere streams
+// write with net.Buffers.WriteTo and take no write slot.
+type sysWriter struct{}
 
-func newSocketWriter(conn net.Conn, _ writeSlots) *socketWriter { return &socketWriter{conn: conn} }
+func (*sysWriter) init(net.Conn, writeSlots) {}
 
-func (w *socketWriter) send(frames *net.Buffers) (int64, error) { return frames.WriteTo(w.conn) }
+func (*sysWriter) send(*net.Buffers) (n int64, ok bool, err error) { return 0, false, nil }

@@ -10,11 +10,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
@@ -257,13 +255,12 @@ func (h *heldHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // write slot only while the kernel takes its bytes.
 type heldConn struct {
 	net.Conn
-	sock     *socketWriter // Conn's writer
-	one      [1][]byte     // backs bufs: no allocation per write
-	bufs     net.Buffers   // sock's argument, which it consumes
-	mu       sync.Mutex
-	holding  bool
-	buf      []byte
-	deadline time.Time // the write deadline set last
+	sock    *socketWriter // Conn's writer
+	one     [1][]byte     // backs bufs: no allocation per write
+	bufs    net.Buffers   // sock's argument, which it consumes
+	mu      sync.Mutex
+	holding bool
+	buf     []byte
 }
 
 // maxHeldBuffer is the largest buffer an idle connection keeps.
@@ -280,40 +277,18 @@ func (h *heldConn) Write(p []byte) (int, error) {
 }
 
 // writeLocked writes p; like a lean stream's write, it fails only when a
-// writeTimeout passes without progress.
+// writeTimeout passes without progress (socketWriter.write).
 func (h *heldConn) writeLocked(p []byte) (int, error) {
-	done := 0
-	for {
-		// Re-armed only once half of it is used: every write then has at
-		// least half a writeTimeout, and a busy stream does not move a
-		// runtime timer per message.
-		if now := time.Now(); h.deadline.Sub(now) < writeTimeout/2 {
-			h.deadline = now.Add(writeTimeout)
-			if err := h.Conn.SetWriteDeadline(h.deadline); err != nil {
-				return done, err
-			}
-		}
-		n, err := h.send(p[done:])
-		done += n
-		if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return done, err
-		}
-		h.deadline = time.Time{} // progress: a new deadline for the rest
-	}
+	h.one[0] = p
+	h.bufs = h.one[:]
+	n, err := h.sock.write(&h.bufs)
+	h.one[0], h.bufs = nil, nil
+	return int(n), err
 }
 
 // newHeldConn returns c, writing through a socket writer with slots.
 func newHeldConn(c net.Conn, slots writeSlots) *heldConn {
 	return &heldConn{Conn: c, sock: newSocketWriter(c, slots)}
-}
-
-// send writes p through the socket writer.
-func (h *heldConn) send(p []byte) (int, error) {
-	h.one[0] = p
-	h.bufs = h.one[:]
-	n, err := h.sock.send(&h.bufs)
-	h.one[0], h.bufs = nil, nil
-	return int(n), err
 }
 
 func (h *heldConn) hold() {
