@@ -137,6 +137,8 @@ type Server struct {
 	// hijacked are the SSE and NDJSON streams that left net/http (see
 	// stream_sse.go); http.Server.Shutdown does not see them.
 	hijacked leanStreams
+	// sockets are the open WebSockets, which it does not see either.
+	sockets webSockets
 	// intros are the shared opening events of station streams, stations
 	// the ids known to exist (stream_open.go, stream_routes.go).
 	intros   introCache
@@ -229,11 +231,13 @@ func (s *Server) Echo() *echo.Echo { return s.echo }
 
 // Drain ends every open stream (its client reconnects, elsewhere, with its
 // cursor) and refuses new ones; called first on shutdown. It returns once
-// the hijacked streams, which http.Server.Shutdown does not track, have
-// closed their connections; the others end with their handlers.
+// the hijacked streams and the WebSockets, whose connections
+// http.Server.Shutdown does not track, have closed them (a WebSocket after
+// its close frame, 1001); the others end with their handlers.
 func (s *Server) Drain() {
 	s.startDrain()
 	s.hijacked.endAll()
+	s.sockets.endAll()
 }
 
 func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {

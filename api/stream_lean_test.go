@@ -750,3 +750,74 @@ func TestWebSocketClosesGoingAwayWhenTheServerDrains(t *testing.T) {
 		}
 	}
 }
+
+// Drain waits for every WebSocket to close, as it does for the hijacked
+// streams (http.Server.Shutdown does not see either): a client that reads
+// gets its close frame (1001) before Drain returns, and one that stopped
+// reading, whose writer is blocked on its full socket, is cut off within
+// the drain's grace rather than after the write timeout. Nothing is left
+// running when Drain returns.
+func TestWebSocketDrainWaitsForClosesAndCutsOffAStuckClient(t *testing.T) {
+	// Registered first, so it runs after every other cleanup.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false)
+	addr := e.ts.Listener.Addr().String()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	reading, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws/stations/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reading.CloseNow()
+	reading.SetReadLimit(1 << 20)
+	closed := make(chan error, 1)
+	got := make(chan struct{}, 1000)
+	go func() {
+		for {
+			if _, _, err := reading.Read(ctx); err != nil {
+				closed <- err
+				return
+			}
+			got <- struct{}{}
+		}
+	}()
+	stuck := dialWebSocket(t, addr, "/ws/stations/")
+	if err := stuck.conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two subscribers", func() bool { return e.hub.Subscribers() == 2 })
+	// 300 events of 64 KiB, 19 MiB, in step with the reading client: the
+	// stuck client's socket buffers hold at most 4 MiB + 16 KiB here, so
+	// its writer is blocked on the full socket long before the last.
+	for range 2 { // connection_established, snapshot
+		<-got
+	}
+	for i := range 300 {
+		e.publish(t, 64<<10)
+		select {
+		case <-got:
+		case err := <-closed:
+			t.Fatalf("the reading client's socket ended after %d events: %v", i, err)
+		}
+	}
+
+	start := time.Now()
+	e.srv.Drain()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Drain took %v: it waited for the stuck client's write deadline", took)
+	}
+	if n := e.metric(t, "batteryswap_stream_open", "transport", "websocket"); n != 0 {
+		t.Fatalf("%v WebSockets open when Drain returned, want 0", n)
+	}
+	select {
+	case err := <-closed:
+		if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway {
+			t.Fatalf("the reading client after Drain: %v (close status %d), want a close with %d", err, st, websocket.StatusGoingAway)
+		}
+	default:
+		t.Fatal("Drain returned before the reading client's socket was closed")
+	}
+	stuck.eof(t, 10*time.Second)
+}

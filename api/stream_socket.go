@@ -16,14 +16,18 @@ import (
 //
 // A write fails only when writeTimeout passes without progress: the client
 // is stuck. One that is slow but progressing goes on, so a reader on a
-// slow network (delivery=latest) is served at its own pace. end, from any
-// goroutine, fails the write in progress and every later one at once.
+// slow network (delivery=latest) is served at its own pace. From any
+// goroutine, end fails the write in progress and every later one at once,
+// and hurry gives them a last deadline.
 type socketWriter struct {
 	conn net.Conn
 	sys  sysWriter
 	// ended is set by end to why the writes must stop; once it is, no
 	// write may re-arm the deadline that end set in the past.
-	ended    atomic.Pointer[error]
+	ended atomic.Pointer[error]
+	// last, set by hurry, is the latest deadline any write may have
+	// (Unix nanoseconds; 0: none).
+	last     atomic.Int64
 	deadline time.Time // the write deadline set last; the writer's own
 }
 
@@ -74,11 +78,34 @@ func (w *socketWriter) armDeadline() error {
 		return nil
 	}
 	w.deadline = now.Add(writeTimeout)
+	if last := w.last.Load(); last != 0 {
+		if !now.Before(time.Unix(0, last)) {
+			return os.ErrDeadlineExceeded
+		}
+		w.deadline = time.Unix(0, last)
+	}
 	if err := w.conn.SetWriteDeadline(w.deadline); err != nil {
 		return err
 	}
-	// An end just before the new deadline would be undone by it.
+	// An end or a hurry just before the new deadline would be undone by
+	// it: both set theirs again after it.
+	if last := w.last.Load(); last != 0 && time.Unix(0, last).Before(w.deadline) {
+		w.deadline = time.Unix(0, last)
+		_ = w.conn.SetWriteDeadline(w.deadline)
+	}
 	return w.cause()
+}
+
+// hurry gives the write in progress, if any, and every later one until
+// at most d from now to finish: what is on its way to a client that reads
+// goes out, a client that does not read fails within d. It never blocks.
+func (w *socketWriter) hurry(d time.Duration) {
+	last := time.Now().Add(d)
+	w.last.Store(last.UnixNano())
+	_ = w.conn.SetWriteDeadline(last)
+	if w.cause() != nil { // an end came first: its deadline stays
+		_ = w.conn.SetWriteDeadline(aLongTimeAgo)
+	}
 }
 
 // end makes the write in progress, if any, and every later one fail with

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
@@ -120,6 +121,14 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	if err != nil {
 		return errStreamEnded
 	}
+	if !s.sockets.add(hj.conn) { // the server began draining meanwhile
+		hj.conn.hurry(drainGrace)
+		conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
+		return errStreamEnded
+	}
+	defer s.sockets.remove(hj.conn)
+	readerDone := make(chan struct{})
+	defer func() { <-readerDone }() // after CloseNow, which ends its read
 	defer conn.CloseNow()
 	// Client messages are capped by hand below, so that an oversized one is
 	// answered with an error and the socket stays open (CONTRACT §4), where
@@ -139,6 +148,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	defer cancel()
 	send := func(b []byte) { _ = conn.Write(sock, websocket.MessageText, b) }
 	go func() {
+		defer close(readerDone)
 		defer cancel()
 		for {
 			typ, data, err := readClientMessage(sock, conn)
@@ -224,6 +234,60 @@ func (w *wsStream) heartbeat() error {
 	return nil
 }
 
+// webSockets are a Server's open WebSockets. Their connections left
+// net/http at the upgrade, so http.Server.Shutdown does not wait for them:
+// Drain does, until each has said goodbye (1001) to its client.
+type webSockets struct {
+	mu      sync.Mutex
+	open    map[*heldConn]struct{}
+	drained bool
+	wg      sync.WaitGroup
+}
+
+// drainGrace is how long a WebSocket has to say goodbye once the server
+// drains: enough for what is on its way to a client that reads, the close
+// frame and the client's answer to it; a client that stopped reading is
+// cut off after it.
+const drainGrace = time.Second
+
+// add registers a WebSocket by its connection, unless the server drains.
+func (w *webSockets) add(conn *heldConn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.drained {
+		return false
+	}
+	if w.open == nil {
+		w.open = make(map[*heldConn]struct{})
+	}
+	w.open[conn] = struct{}{}
+	w.wg.Add(1)
+	return true
+}
+
+// remove is a WebSocket's handler saying it is done.
+func (w *webSockets) remove(conn *heldConn) {
+	w.mu.Lock()
+	delete(w.open, conn)
+	w.mu.Unlock()
+	w.wg.Done()
+}
+
+// endAll refuses new WebSockets, gives every open one drainGrace to close
+// (heldConn.hurry), and waits until their handlers have returned. The
+// drain's context has already ended their pumps; a pump blocked on a
+// client that stopped reading fails within drainGrace, and so does its
+// close frame.
+func (w *webSockets) endAll() {
+	w.mu.Lock()
+	w.drained = true
+	for conn := range w.open {
+		conn.hurry(drainGrace)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
 // heldHijacker gives websocket.Accept the connection wrapped in a heldConn.
 type heldHijacker struct {
 	http.ResponseWriter
@@ -289,6 +353,14 @@ func (h *heldConn) writeLocked(p []byte) (int, error) {
 // newHeldConn returns c, writing through a socket writer with slots.
 func newHeldConn(c net.Conn, slots writeSlots) *heldConn {
 	return &heldConn{Conn: c, sock: newSocketWriter(c, slots)}
+}
+
+// hurry gives the connection's writes and reads at most d from now: what
+// is on its way to a client that reads, and the client's answer to a close
+// frame, have that long; then the connection fails. From any goroutine.
+func (h *heldConn) hurry(d time.Duration) {
+	h.sock.hurry(d)
+	_ = h.Conn.SetReadDeadline(time.Now().Add(d))
 }
 
 func (h *heldConn) hold() {
