@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -820,4 +821,79 @@ func TestWebSocketDrainWaitsForClosesAndCutsOffAStuckClient(t *testing.T) {
 		t.Fatal("Drain returned before the reading client's socket was closed")
 	}
 	stuck.eof(t, 10*time.Second)
+}
+
+// downBroker is a broker that cannot deliver (Redis down): Subscribe waits
+// until its context ends, and says on entered that it was called.
+type downBroker struct {
+	*stream.MemoryBroker
+	entered chan struct{}
+}
+
+func (b *downBroker) Subscribe(ctx context.Context, _ ...models.Topic) error {
+	b.entered <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A stream that is still opening when the server drains (here it waits
+// for a broker that is down) is answered as one that arrives during the
+// drain: 503 service_unavailable, or for a long-poll with a cursor what a
+// waiting poll gets, nothing and the same cursor; never an empty 200.
+func TestStreamOpeningWhenTheServerDrains(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		status     int
+		body       string // the JSON answer, or only its error code
+	}{
+		{"sse", "/stream/stations", http.StatusServiceUnavailable, "service_unavailable"},
+		{"poll", "/stream/stations?transport=poll&timeout=30&since=0", http.StatusOK, `{"events":[],"last_event_id":"0"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := storetest.Open(t, "sqlite", store.Options{})
+			broker := &downBroker{MemoryBroker: stream.NewMemoryBroker(), entered: make(chan struct{}, 1)}
+			reg := prometheus.NewRegistry()
+			hub := stream.NewHub(broker, st, stream.HubOptions{Metrics: stream.NewMetrics(reg)})
+			t.Cleanup(hub.Close)
+			srv := api.New(api.Config{JWTSecret: []byte("test"), BcryptCost: 4, HeartbeatInterval: time.Minute,
+				MaxStreamsPerClient: 10, Registry: reg, StreamMetrics: stream.NewMetrics(prometheus.NewRegistry()),
+				Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}, st, hub, broker)
+			ts := httptest.NewServer(srv.Handler())
+			t.Cleanup(ts.Close)
+
+			type answer struct {
+				status int
+				body   string
+			}
+			done := make(chan answer, 1)
+			go func() {
+				res, err := http.Get(ts.URL + tc.path)
+				if err != nil {
+					done <- answer{body: err.Error()}
+					return
+				}
+				defer res.Body.Close()
+				b, _ := io.ReadAll(res.Body)
+				done <- answer{res.StatusCode, strings.TrimSpace(string(b))}
+			}()
+			<-broker.entered
+			srv.Drain()
+			a := <-done
+			if a.status != tc.status {
+				t.Fatalf("%s at drain: %d %q, want %d", tc.path, a.status, a.body, tc.status)
+			}
+			if tc.status == http.StatusOK {
+				if a.body != tc.body {
+					t.Fatalf("poll at drain: %s, want %s", a.body, tc.body)
+				}
+				return
+			}
+			var e struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(a.body), &e); err != nil || e.Error.Code != tc.body {
+				t.Fatalf("%s at drain: %q, want the error %s", tc.path, a.body, tc.body)
+			}
+		})
+	}
 }

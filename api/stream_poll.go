@@ -21,6 +21,11 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 	defer s.cfg.StreamMetrics.StreamClosed(transportPoll)
 	sub, intro, err := s.open(ctx, req)
 	if err != nil {
+		if req.hasCursor && s.drain.Err() != nil {
+			// The drain came while the poll opened: answered as a poll
+			// waiting then is, with nothing and the same cursor.
+			return pollAnswer(c, nil, req.cursor)
+		}
 		return err
 	}
 	defer sub.Close()
@@ -59,6 +64,15 @@ func (s *Server) servePoll(c echo.Context, req *streamRequest) error {
 		s.cfg.StreamMetrics.DeliveriesOf(transportPoll).Written(batch, time.Now())
 	} else {
 		s.cfg.StreamMetrics.Delivered(transportPoll, len(events))
+	}
+	return pollAnswer(c, events, last)
+}
+
+// pollAnswer answers a long-poll with events and the cursor to poll from
+// next.
+func pollAnswer(c echo.Context, events []json.RawMessage, last int64) error {
+	if events == nil {
+		events = []json.RawMessage{}
 	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, map[string]any{"events": events, "last_event_id": strconv.FormatInt(last, 10)})

@@ -200,7 +200,7 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 		slot := &streamSlot{release: release, key: key}
 		defer func() { slot.release() }()
 		if s.drain.Err() != nil {
-			return models.Errorf(models.CodeServiceUnavailable, "the server is shutting down; reconnect")
+			return errShuttingDown
 		}
 		// Draining ends every stream, so its client reconnects elsewhere.
 		ctx, cancel := context.WithCancel(c.Request().Context())
@@ -209,14 +209,25 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 		c.SetRequest(c.Request().WithContext(ctx))
 		switch req.transport {
 		case transportWS:
-			return s.serveWebSocket(c, req)
+			err = s.serveWebSocket(c, req)
 		case transportPoll:
-			return s.servePoll(c, req)
+			err = s.servePoll(c, req)
 		default:
-			return s.serveSSE(c, req, slot)
+			err = s.serveSSE(c, req, slot)
 		}
+		if err != nil && s.drain.Err() != nil && !c.Response().Committed {
+			// The drain cut the stream's opening short (it waited for the
+			// broker, say): its client is told to reconnect, as one that
+			// arrives now is, not left with an empty answer.
+			return errShuttingDown
+		}
+		return err
 	}
 }
+
+// errShuttingDown answers a stream asked for, or cut short before it
+// began, while the server drains.
+var errShuttingDown = models.Errorf(models.CodeServiceUnavailable, "the server is shutting down; reconnect")
 
 // prefersJSON reports whether an Accept header asks for application/json
 // (long-poll) over text/event-stream: JSON is listed, with a weight above
