@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -448,10 +449,10 @@ func TestStuckClientHoldsNoWriteSlot(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, "two subscribers", func() bool { return e.hub.Subscribers() == 2 })
-			// 300 events of 64 KiB, 19 MiB: the stuck client's socket buffers
-			// hold at most 4 MiB + 16 KiB here, so its writer waits for room
-			// from early on, and its queue is large enough not to be dropped.
-			for i := range 300 {
+			// Twice what the stuck client's socket buffers hold (fillCount):
+			// its writer waits for room from early on, and its queue is
+			// large enough not to be dropped.
+			for i := range fillCount(t, 64<<10) {
 				reading.ndjsonEvent(t, e.publish(t, 64<<10), "reading client")
 				if e.hub.Subscribers() != 2 {
 					t.Fatalf("the stuck stream ended after %d events: its write failed while the reading client waited", i+1)
@@ -486,7 +487,7 @@ func TestLeanStreamDrainEndsStreamsAndLeaksNothing(t *testing.T) {
 	for _, c := range []*rawStream{sse, ndjson} {
 		go func() { _, _ = io.Copy(io.Discard, c.r) }()
 	}
-	for range 300 {
+	for range fillCount(t, 64<<10) {
 		e.publish(t, 64<<10)
 	}
 
@@ -789,13 +790,13 @@ func TestWebSocketDrainWaitsForClosesAndCutsOffAStuckClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "two subscribers", func() bool { return e.hub.Subscribers() == 2 })
-	// 300 events of 64 KiB, 19 MiB, in step with the reading client: the
-	// stuck client's socket buffers hold at most 4 MiB + 16 KiB here, so
-	// its writer is blocked on the full socket long before the last.
+	// Events of 64 KiB, in step with the reading client, until twice what
+	// the stuck client's socket buffers can hold has been sent: its writer
+	// is then blocked on the full socket.
 	for range 2 { // connection_established, snapshot
 		<-got
 	}
-	for i := range 300 {
+	for i := range fillCount(t, 64<<10) {
 		e.publish(t, 64<<10)
 		select {
 		case <-got:
@@ -812,15 +813,34 @@ func TestWebSocketDrainWaitsForClosesAndCutsOffAStuckClient(t *testing.T) {
 	if n := e.metric(t, "batteryswap_stream_open", "transport", "websocket"); n != 0 {
 		t.Fatalf("%v WebSockets open when Drain returned, want 0", n)
 	}
+	// The client's reader reports the close once it has answered it, which
+	// may be just after the server saw the answer and Drain returned.
 	select {
 	case err := <-closed:
 		if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway {
 			t.Fatalf("the reading client after Drain: %v (close status %d), want a close with %d", err, st, websocket.StatusGoingAway)
 		}
-	default:
-		t.Fatal("Drain returned before the reading client's socket was closed")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reading client's socket was not closed")
 	}
 	stuck.eof(t, 10*time.Second)
+}
+
+// fillCount is how many events of size bytes fill a client's socket that
+// does not read (its receive buffer set to 16 KiB) twice over: the
+// kernel's largest send buffer (tcp_wmem) and the receive buffer, at
+// least 300 events.
+func fillCount(t *testing.T, size int) int {
+	t.Helper()
+	wmem := 4 << 20
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if n, err := strconv.Atoi(f[2]); err == nil {
+				wmem = n
+			}
+		}
+	}
+	return max(300, 2*(wmem+(64<<10))/size+1)
 }
 
 // downBroker is a broker that cannot deliver (Redis down): Subscribe waits
@@ -896,4 +916,64 @@ func TestStreamOpeningWhenTheServerDrains(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A WebSocket whose heartbeat waits for a pong when the server drains (a
+// client that reads but never answers pings) does not hold Drain for the
+// heartbeat's timeout: the wait ends with the drain, and the client gets
+// its close frame (1001).
+func TestWebSocketDrainDoesNotWaitForAPong(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{}, 50*time.Millisecond, 100, false, false)
+	c := dialWebSocket(t, e.ts.Listener.Addr().String(), "/ws/stations/")
+	if status, _ := c.head(t); !strings.Contains(status, " 101 ") {
+		t.Fatalf("upgrade: %q", status)
+	}
+	const opClose, opPing = 0x8, 0x9
+	for op := byte(0); op != opPing; {
+		op, _ = c.wsFrame(t)
+	}
+	// The server now waits for the pong that never comes.
+	start := time.Now()
+	e.srv.Drain()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Drain took %v: it waited for the heartbeat's pong", took)
+	}
+	for {
+		op, payload := c.wsFrame(t)
+		if op != opClose {
+			continue
+		}
+		if len(payload) < 2 || int(payload[0])<<8|int(payload[1]) != int(websocket.StatusGoingAway) {
+			t.Fatalf("close frame %q, want status %d", payload, websocket.StatusGoingAway)
+		}
+		return
+	}
+}
+
+// wsFrame reads one unmasked WebSocket frame from the server: its opcode
+// and payload.
+func (s *rawStream) wsFrame(t *testing.T) (op byte, payload []byte) {
+	t.Helper()
+	_ = s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var h [2]byte
+	if _, err := io.ReadFull(s.r, h[:]); err != nil {
+		t.Fatalf("frame header: %v", err)
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126, 127:
+		ext := make([]byte, map[uint64]int{126: 2, 127: 8}[n])
+		if _, err := io.ReadFull(s.r, ext); err != nil {
+			t.Fatalf("frame length: %v", err)
+		}
+		n = 0
+		for _, b := range ext {
+			n = n<<8 | uint64(b)
+		}
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(s.r, payload); err != nil {
+		t.Fatalf("frame payload: %v", err)
+	}
+	return h[0] & 0x0f, payload
 }

@@ -115,21 +115,24 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 		return err
 	}
 	defer sub.Close()
+	// Registered before the upgrade, so that a drain from now on waits
+	// for this socket's goodbye.
+	entry := s.sockets.add()
+	if entry == nil {
+		return errShuttingDown
+	}
+	defer s.sockets.remove(entry)
 	hj := &heldHijacker{ResponseWriter: c.Response(), slots: s.writers, latest: req.delivery == stream.DeliverLatest}
 	// The origin was checked above against ALLOWED_ORIGINS and the host.
 	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return errStreamEnded
 	}
-	if !s.sockets.add(hj.conn) { // the server began draining meanwhile
-		hj.conn.hurry(drainGrace)
+	defer conn.CloseNow()
+	if !s.sockets.attach(entry, hj.conn) { // the server began draining meanwhile
 		conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
 		return errStreamEnded
 	}
-	defer s.sockets.remove(hj.conn)
-	readerDone := make(chan struct{})
-	defer func() { <-readerDone }() // after CloseNow, which ends its read
-	defer conn.CloseNow()
 	// Client messages are capped by hand below, so that an oversized one is
 	// answered with an error and the socket stays open (CONTRACT §4), where
 	// the library's limit would close it with 1009.
@@ -147,6 +150,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	send := func(b []byte) { _ = conn.Write(sock, websocket.MessageText, b) }
+	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		defer cancel()
@@ -178,7 +182,10 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 			}
 		}
 	}()
-	ws := &wsStream{conn: conn, held: hj.conn, sock: sock, frames: context.WithoutCancel(sock)}
+	// Nothing of the socket outlives the handler: closing it ends the
+	// reader's read.
+	defer func() { conn.CloseNow(); <-readerDone }()
+	ws := &wsStream{conn: conn, held: hj.conn, pumping: ctx, frames: context.WithoutCancel(sock)}
 	if err = s.writeOpening(ws, transportWS, intro); err == nil {
 		err = s.pump(ctx, sub, ws, transportWS)
 	}
@@ -198,7 +205,9 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 type wsStream struct {
 	conn *websocket.Conn
 	held *heldConn
-	sock context.Context
+	// pumping is the pump's context: it ends at drain or when the
+	// client's side ends, and so does a heartbeat waiting for its pong.
+	pumping context.Context
 	// frames is the context of the pump's message writes: one that never
 	// ends, since they only fill the heldConn (its flush is bounded by its
 	// write deadline), and the library watches a context that can end with
@@ -226,7 +235,7 @@ func (w *wsStream) write(frames net.Buffers) error {
 
 // heartbeat pings the client and waits for its pong.
 func (w *wsStream) heartbeat() error {
-	ctx, cancel := context.WithTimeout(w.sock, writeTimeout)
+	ctx, cancel := context.WithTimeout(w.pumping, writeTimeout)
 	defer cancel()
 	if err := w.conn.Ping(ctx); err != nil {
 		return fmt.Errorf("%w: %w", errClientGone, err)
@@ -234,15 +243,18 @@ func (w *wsStream) heartbeat() error {
 	return nil
 }
 
-// webSockets are a Server's open WebSockets. Their connections left
+// webSockets are a Server's open WebSockets. Their connections leave
 // net/http at the upgrade, so http.Server.Shutdown does not wait for them:
 // Drain does, until each has said goodbye (1001) to its client.
 type webSockets struct {
 	mu      sync.Mutex
-	open    map[*heldConn]struct{}
+	open    map[*webSocket]struct{}
 	drained bool
 	wg      sync.WaitGroup
 }
+
+// webSocket is one registered WebSocket; conn is nil until the upgrade.
+type webSocket struct{ conn *heldConn }
 
 // drainGrace is how long a WebSocket has to say goodbye once the server
 // drains: enough for what is on its way to a client that reads, the close
@@ -250,25 +262,40 @@ type webSockets struct {
 // cut off after it.
 const drainGrace = time.Second
 
-// add registers a WebSocket by its connection, unless the server drains.
-func (w *webSockets) add(conn *heldConn) bool {
+// add registers a WebSocket about to be upgraded, or returns nil when the
+// server drains.
+func (w *webSockets) add() *webSocket {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.drained {
-		return false
+		return nil
 	}
 	if w.open == nil {
-		w.open = make(map[*heldConn]struct{})
+		w.open = make(map[*webSocket]struct{})
 	}
-	w.open[conn] = struct{}{}
+	ws := &webSocket{}
+	w.open[ws] = struct{}{}
 	w.wg.Add(1)
+	return ws
+}
+
+// attach gives ws its upgraded connection and reports whether the server
+// is still serving; if it drains, the connection already has its grace.
+func (w *webSockets) attach(ws *webSocket, conn *heldConn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ws.conn = conn
+	if w.drained {
+		conn.hurry(drainGrace)
+		return false
+	}
 	return true
 }
 
 // remove is a WebSocket's handler saying it is done.
-func (w *webSockets) remove(conn *heldConn) {
+func (w *webSockets) remove(ws *webSocket) {
 	w.mu.Lock()
-	delete(w.open, conn)
+	delete(w.open, ws)
 	w.mu.Unlock()
 	w.wg.Done()
 }
@@ -277,12 +304,14 @@ func (w *webSockets) remove(conn *heldConn) {
 // (heldConn.hurry), and waits until their handlers have returned. The
 // drain's context has already ended their pumps; a pump blocked on a
 // client that stopped reading fails within drainGrace, and so does its
-// close frame.
+// close frame. One still upgrading gets its grace when it attaches.
 func (w *webSockets) endAll() {
 	w.mu.Lock()
 	w.drained = true
-	for conn := range w.open {
-		conn.hurry(drainGrace)
+	for ws := range w.open {
+		if ws.conn != nil {
+			ws.conn.hurry(drainGrace)
+		}
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
