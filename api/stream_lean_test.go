@@ -732,17 +732,7 @@ func TestWebSocketClosesGoingAwayWhenTheServerDrains(t *testing.T) {
 	// close frame is written depends on timing, but all of them never are.
 	conns := make([]*websocket.Conn, 10)
 	for i := range conns {
-		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.ts.URL, "http")+"/ws/stations/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.CloseNow()
-		for range 2 { // connection_established, snapshot
-			if _, _, err := conn.Read(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		conns[i] = conn
+		conns[i] = e.dialStations(ctx, t)
 	}
 	e.srv.Drain()
 	for i, conn := range conns {
@@ -976,4 +966,43 @@ func (s *rawStream) wsFrame(t *testing.T) (op byte, payload []byte) {
 		t.Fatalf("frame payload: %v", err)
 	}
 	return h[0] & 0x0f, payload
+}
+
+// A WebSocket holds its client's stream slot for as long as it is open,
+// though its handler returned when it handed the socket to its own
+// goroutine, and gives it back when the client closes it.
+func TestWebSocketHoldsItsStreamSlot(t *testing.T) {
+	e := newLeanEnv(t, stream.HubOptions{}, time.Minute, 2, false, false)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conns := []*websocket.Conn{e.dialStations(ctx, t), e.dialStations(ctx, t)}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	poll := e.ts.URL + "/stream/stations?transport=poll&timeout=0"
+	if code := statusOf(t, client, poll); code != http.StatusTooManyRequests {
+		t.Fatalf("a third stream beside two WebSockets: %d, want 429", code)
+	}
+	if err := conns[0].Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the closed WebSocket's slot is free", func() bool { return statusOf(t, client, poll) == http.StatusOK })
+	if n := e.metric(t, "batteryswap_stream_open", "transport", "websocket"); n != 1 {
+		t.Fatalf("%v WebSockets open, want 1", n)
+	}
+}
+
+// dialStations opens a WebSocket on the stations topic and reads its
+// opening messages; it is closed when the test ends.
+func (e *leanEnv) dialStations(ctx context.Context, t *testing.T) *websocket.Conn {
+	t.Helper()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.ts.URL, "http")+"/ws/stations/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	for range 2 { // connection_established, snapshot
+		if _, _, err := conn.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
 }

@@ -209,7 +209,7 @@ func (s *Server) streamHandler(topics func(echo.Context) ([]models.Topic, error)
 		c.SetRequest(c.Request().WithContext(ctx))
 		switch req.transport {
 		case transportWS:
-			err = s.serveWebSocket(c, req)
+			err = s.serveWebSocket(c, req, slot)
 		case transportPoll:
 			err = s.servePoll(c, req)
 		default:

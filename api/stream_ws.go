@@ -25,7 +25,10 @@ import (
 // WebSocket streams: the same pump, each event one text message with the
 // SSE data JSON. coder/websocket speaks the protocol; its writes reach the
 // socket through a heldConn, so that a batch of messages leaves in one
-// write, as on the other transports.
+// write, as on the other transports. After the upgrade the socket leaves
+// its handler for two goroutines of its own, the pump and a reader, as a
+// hijacked SSE stream does: an idle socket keeps little (docs/BENCHMARKS.md,
+// "WebSocket under load"). Drain waits for every socket's goodbye.
 
 // checkHandshake refuses, as a JSON error like every other, a WebSocket
 // handshake that websocket.Accept would refuse in plain text: the checks of
@@ -99,9 +102,11 @@ type wsClientMessage struct {
 	Timestamp json.RawMessage `json:"timestamp"`
 }
 
-// serveWebSocket upgrades and runs the pump over the socket. A reader
-// goroutine answers pings and reports bad input.
-func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
+// serveWebSocket upgrades and hands the socket to a goroutine of its own
+// (runWebSocket), as serveHijacked does for SSE: the handler returns, and
+// what net/http and Echo held for the request, the handler's deep stack
+// first, is freed while the socket lives. The stream slot goes with it.
+func (s *Server) serveWebSocket(c echo.Context, req *streamRequest, slot *streamSlot) error {
 	r := c.Request()
 	if !s.originAllowed(r) {
 		return models.Errorf(models.CodeForbidden, "origin %q may not open a WebSocket here", r.Header.Get("Origin"))
@@ -109,30 +114,49 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	if err := checkHandshake(c); err != nil {
 		return err
 	}
-	ctx := r.Context()
-	sub, intro, err := s.open(ctx, req)
+	sub, intro, err := s.open(r.Context(), req)
 	if err != nil {
 		return err
 	}
-	defer sub.Close()
 	// Registered before the upgrade, so that a drain from now on waits
 	// for this socket's goodbye.
 	entry := s.sockets.add()
 	if entry == nil {
+		sub.Close()
 		return errShuttingDown
 	}
-	defer s.sockets.remove(entry)
 	hj := &heldHijacker{ResponseWriter: c.Response(), slots: s.writers, latest: req.delivery == stream.DeliverLatest}
 	// The origin was checked above against ALLOWED_ORIGINS and the host.
 	conn, err := websocket.Accept(hj, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
+		sub.Close()
+		s.sockets.remove(entry)
 		return errStreamEnded
 	}
-	defer conn.CloseNow()
+	c.Set(handOffKey, true)
+	ws := &wsStream{s: s, conn: conn, held: hj.conn, sub: sub, entry: entry, release: slot.take(),
+		requestID: req.requestID, route: c.Path(), start: time.Now()}
+	// The stream's contexts outlive the request's, which ends when the
+	// handler returns.
+	ctx := context.WithoutCancel(r.Context())
 	if !s.sockets.attach(entry, hj.conn) { // the server began draining meanwhile
-		conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
+		go func() {
+			conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
+			ws.finish(nil)
+		}()
 		return errStreamEnded
 	}
+	go ws.run(ctx, intro)
+	return errStreamEnded
+}
+
+// run serves the socket until it ends: a reader goroutine answers the
+// client's pings and reports bad input, the pump writes the stream, and
+// the socket is closed with the reason it ended for.
+func (w *wsStream) run(ctx context.Context, intro []*stream.Message) {
+	s, conn := w.s, w.conn
+	var err error
+	defer func() { w.finish(err) }() // last, once the reader is gone
 	// Client messages are capped by hand below, so that an oversized one is
 	// answered with an error and the socket stays open (CONTRACT §4), where
 	// the library's limit would close it with 1009.
@@ -140,15 +164,17 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 	s.cfg.StreamMetrics.StreamOpened(transportWS)
 	defer s.cfg.StreamMetrics.StreamClosed(transportWS)
 
-	// ctx ends at drain, or when the client's side ends, and stops the
+	// pumping ends at drain, or when the client's side ends, and stops the
 	// pump. The socket's own reads and writes run on sock, which outlives
 	// it: the library drops the connection outright when an operation's
 	// context ends, and the client is owed a close frame (1001, reconnect)
 	// first. Writes are bounded by the heldConn's deadline instead.
-	sock, sockCancel := context.WithCancel(context.WithoutCancel(ctx))
+	sock, sockCancel := context.WithCancel(ctx)
 	defer sockCancel()
-	ctx, cancel := context.WithCancel(ctx)
+	pumping, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer context.AfterFunc(s.drain, cancel)()
+	w.pumping, w.frames = pumping, context.WithoutCancel(sock)
 	send := func(b []byte) { _ = conn.Write(sock, websocket.MessageText, b) }
 	readerDone := make(chan struct{})
 	go func() {
@@ -182,29 +208,47 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest) error {
 			}
 		}
 	}()
-	// Nothing of the socket outlives the handler: closing it ends the
-	// reader's read.
+	// Nothing of the socket outlives run: closing it ends the reader's
+	// read.
 	defer func() { conn.CloseNow(); <-readerDone }()
-	ws := &wsStream{conn: conn, held: hj.conn, pumping: ctx, frames: context.WithoutCancel(sock)}
-	if err = s.writeOpening(ws, transportWS, intro); err == nil {
-		err = s.pump(ctx, sub, ws, transportWS)
+	if err = s.writeOpening(w, transportWS, intro); err == nil {
+		err = s.pump(pumping, w.sub, w, transportWS)
 	}
 	switch {
 	case errors.Is(err, stream.ErrClosed) || s.drain.Err() != nil:
 		conn.Close(websocket.StatusGoingAway, "server shutting down; reconnect with last_event_id")
+		err = nil // an ordinary end
 	case errors.Is(err, stream.ErrSlowConsumer):
-		s.endLog(err, req.transport, req.requestID)
 		conn.Close(websocket.StatusTryAgainLater, "too slow; reconnect with last_event_id")
-	default:
-		s.endLog(err, req.transport, req.requestID)
 	}
-	return errStreamEnded
 }
 
-// wsStream is the pump's transport on a WebSocket.
+// finish releases what the socket holds (the subscription, the
+// connection, the client's stream slot, its place among the server's
+// WebSockets), observes the request's duration and logs why the stream
+// ended (err, nil for an ordinary end).
+func (w *wsStream) finish(err error) {
+	w.sub.Close()
+	w.conn.CloseNow()
+	w.release()
+	w.s.metrics.observe(http.MethodGet, w.route, http.StatusSwitchingProtocols, time.Since(w.start))
+	if err != nil {
+		w.s.endLog(err, transportWS, w.requestID)
+	}
+	w.s.sockets.remove(w.entry)
+}
+
+// wsStream is one WebSocket stream: the pump's transport on the socket.
 type wsStream struct {
-	conn *websocket.Conn
-	held *heldConn
+	s         *Server
+	conn      *websocket.Conn
+	held      *heldConn
+	sub       *stream.Subscription
+	entry     *webSocket // its place among the server's WebSockets
+	release   func()     // gives the client's stream slot back
+	requestID string
+	route     string
+	start     time.Time
 	// pumping is the pump's context: it ends at drain or when the
 	// client's side ends, and so does a heartbeat waiting for its pong.
 	pumping context.Context
