@@ -383,42 +383,52 @@ func dialReader(t *testing.T, addr string) *rawStream {
 
 // A client that stops reading fills its socket, then its queue, and is
 // dropped and counted, at once rather than after the write timeout, while
-// its writer is blocked on the full socket; a reading client on the same
-// topic gets every event in order.
+// its writer is blocked on the full socket, on any transport that writes
+// a socket; a reading client on the same topic gets every event in order.
 func TestLeanStreamDropsSlowConsumer(t *testing.T) {
-	e := newLeanEnv(t, stream.HubOptions{QueueSize: 8}, time.Minute, 100, false, false)
-	addr := e.ts.Listener.Addr().String()
-	fast := dialReader(t, addr)
-	slow := dialStream(t, addr, "/stream/stations")
-	eventually(t, "the slow client subscribed", func() bool { return e.hub.Subscribers() == 2 })
+	for _, tc := range []struct {
+		transport string
+		dial      func(t *testing.T, addr string) *rawStream
+	}{
+		{"sse", func(t *testing.T, addr string) *rawStream { return dialStream(t, addr, "/stream/stations") }},
+		{"websocket", func(t *testing.T, addr string) *rawStream { return dialWebSocket(t, addr, "/ws/stations/") }},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			e := newLeanEnv(t, stream.HubOptions{QueueSize: 8}, time.Minute, 100, false, false)
+			addr := e.ts.Listener.Addr().String()
+			fast := dialReader(t, addr)
+			slow := tc.dial(t, addr)
+			eventually(t, "the slow client subscribed", func() bool { return e.hub.Subscribers() == 2 })
 
-	const size = 64 << 10
-	published := 0
-	for e.metric(t, "batteryswap_slow_consumer_disconnects_total") == 0 {
-		if published == 2000 {
-			t.Fatalf("%d events of %d KiB published and the slow client still not dropped", published, size>>10)
-		}
-		ev := e.publish(t, size)
-		published++
-		// In step with the fast reader, so that its own queue stays short.
-		fast.ndjsonEvent(t, ev, "fast reader")
+			const size = 64 << 10
+			published := 0
+			for e.metric(t, "batteryswap_slow_consumer_disconnects_total") == 0 {
+				if published == 2000 {
+					t.Fatalf("%d events of %d KiB published and the slow client still not dropped", published, size>>10)
+				}
+				ev := e.publish(t, size)
+				published++
+				// In step with the fast reader, so that its own queue stays short.
+				fast.ndjsonEvent(t, ev, "fast reader")
+			}
+			// The slow stream's writer was blocked on the full socket: the
+			// drop must end it now, not when its 10 s write deadline passes.
+			start := time.Now()
+			eventually(t, "the dropped stream ends", func() bool {
+				return e.hub.Subscribers() == 1 && e.metric(t, "batteryswap_stream_open", "transport", tc.transport) == 0
+			})
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Fatalf("the dropped stream ended after %v: it waited for its write deadline", waited)
+			}
+			for range 3 {
+				fast.ndjsonEvent(t, e.publish(t, 10), "fast reader after the drop")
+			}
+			if n := e.metric(t, "batteryswap_slow_consumer_disconnects_total"); n != 1 {
+				t.Fatalf("%v slow-consumer disconnects, want 1", n)
+			}
+			slow.eof(t, 10*time.Second)
+		})
 	}
-	// The slow stream's writer was blocked on the full socket: the drop
-	// must end it now, not when its 10 s write deadline passes.
-	start := time.Now()
-	eventually(t, "the dropped stream ends", func() bool {
-		return e.hub.Subscribers() == 1 && e.metric(t, "batteryswap_stream_open", "transport", "sse") == 0
-	})
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Fatalf("the dropped stream ended after %v: it waited for its write deadline", waited)
-	}
-	for range 3 {
-		fast.ndjsonEvent(t, e.publish(t, 10), "fast reader after the drop")
-	}
-	if n := e.metric(t, "batteryswap_slow_consumer_disconnects_total"); n != 1 {
-		t.Fatalf("%v slow-consumer disconnects, want 1", n)
-	}
-	slow.eof(t, 10*time.Second)
 }
 
 // A client that stops reading holds no write slot (api.Config.

@@ -175,6 +175,9 @@ func (w *wsStream) run(ctx context.Context, intro []*stream.Message) {
 	defer cancel()
 	defer context.AfterFunc(s.drain, cancel)()
 	w.pumping, w.frames = pumping, context.WithoutCancel(sock)
+	// However the subscription ends, a write blocked on a client that
+	// stopped reading fails within closeGrace, not its write timeout.
+	w.sub.AfterEnd(func(error) { w.held.hurry(closeGrace) })
 	send := func(b []byte) { _ = conn.Write(sock, websocket.MessageText, b) }
 	readerDone := make(chan struct{})
 	go func() {
@@ -300,11 +303,12 @@ type webSockets struct {
 // webSocket is one registered WebSocket; conn is nil until the upgrade.
 type webSocket struct{ conn *heldConn }
 
-// drainGrace is how long a WebSocket has to say goodbye once the server
-// drains: enough for what is on its way to a client that reads, the close
-// frame and the client's answer to it; a client that stopped reading is
-// cut off after it.
-const drainGrace = time.Second
+// closeGrace is how long a WebSocket has to say goodbye once it must end
+// (the server drains, its subscription ended: a slow consumer, the hub
+// closed): enough for what is on its way to a client that reads, the
+// close frame and the client's answer to it; a client that stopped
+// reading is cut off after it.
+const closeGrace = time.Second
 
 // add registers a WebSocket about to be upgraded, or returns nil when the
 // server drains.
@@ -330,7 +334,7 @@ func (w *webSockets) attach(ws *webSocket, conn *heldConn) bool {
 	defer w.mu.Unlock()
 	ws.conn = conn
 	if w.drained {
-		conn.hurry(drainGrace)
+		conn.hurry(closeGrace)
 		return false
 	}
 	return true
@@ -344,17 +348,17 @@ func (w *webSockets) remove(ws *webSocket) {
 	w.wg.Done()
 }
 
-// endAll refuses new WebSockets, gives every open one drainGrace to close
+// endAll refuses new WebSockets, gives every open one closeGrace to close
 // (heldConn.hurry), and waits until their handlers have returned. The
 // drain's context has already ended their pumps; a pump blocked on a
-// client that stopped reading fails within drainGrace, and so does its
+// client that stopped reading fails within closeGrace, and so does its
 // close frame. One still upgrading gets its grace when it attaches.
 func (w *webSockets) endAll() {
 	w.mu.Lock()
 	w.drained = true
 	for ws := range w.open {
 		if ws.conn != nil {
-			ws.conn.hurry(drainGrace)
+			ws.conn.hurry(closeGrace)
 		}
 	}
 	w.mu.Unlock()
