@@ -381,18 +381,22 @@ func dialReader(t *testing.T, addr string) *rawStream {
 	return c
 }
 
+// socketTransports are the stream transports that write a socket of
+// their own, each with a raw dial of a stations stream.
+var socketTransports = []struct {
+	transport string
+	dial      func(t *testing.T, addr string) *rawStream
+}{
+	{"sse", func(t *testing.T, addr string) *rawStream { return dialStream(t, addr, "/stream/stations") }},
+	{"websocket", func(t *testing.T, addr string) *rawStream { return dialWebSocket(t, addr, "/ws/stations/") }},
+}
+
 // A client that stops reading fills its socket, then its queue, and is
 // dropped and counted, at once rather than after the write timeout, while
 // its writer is blocked on the full socket, on any transport that writes
 // a socket; a reading client on the same topic gets every event in order.
 func TestLeanStreamDropsSlowConsumer(t *testing.T) {
-	for _, tc := range []struct {
-		transport string
-		dial      func(t *testing.T, addr string) *rawStream
-	}{
-		{"sse", func(t *testing.T, addr string) *rawStream { return dialStream(t, addr, "/stream/stations") }},
-		{"websocket", func(t *testing.T, addr string) *rawStream { return dialWebSocket(t, addr, "/ws/stations/") }},
-	} {
+	for _, tc := range socketTransports {
 		t.Run(tc.transport, func(t *testing.T) {
 			e := newLeanEnv(t, stream.HubOptions{QueueSize: 8}, time.Minute, 100, false, false)
 			addr := e.ts.Listener.Addr().String()
@@ -442,13 +446,7 @@ func TestStuckClientHoldsNoWriteSlot(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("write slots are Linux's (stream_writev_linux.go)")
 	}
-	for _, tc := range []struct {
-		transport string
-		dial      func(t *testing.T, addr string) *rawStream
-	}{
-		{"sse", func(t *testing.T, addr string) *rawStream { return dialStream(t, addr, "/stream/stations") }},
-		{"websocket", func(t *testing.T, addr string) *rawStream { return dialWebSocket(t, addr, "/ws/stations/") }},
-	} {
+	for _, tc := range socketTransports {
 		t.Run(tc.transport, func(t *testing.T) {
 			e := newLeanEnv(t, stream.HubOptions{QueueSize: 100000}, time.Minute, 100, false, false,
 				func(c *api.Config) { c.StreamWriters = 1 })
