@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"batteryswap/stream"
 )
@@ -92,6 +95,40 @@ func (s *Server) pump(ctx context.Context, sub *stream.Subscription, t transport
 		}
 		lastWrite = time.Now()
 		delivered.Written(batch, lastWrite)
+	}
+}
+
+// handOff is what a stream that outlives its handler (a hijacked SSE or
+// NDJSON stream, a WebSocket) keeps for its end: its subscription, its
+// client's stream slot, and what its request's log line and duration
+// metric need.
+type handOff struct {
+	s         *Server
+	sub       *stream.Subscription
+	release   func() // gives the client's stream slot back; idempotent
+	transport string
+	requestID string
+	route     string
+	status    int // the request's status, for its duration metric
+	start     time.Time
+}
+
+// newHandOff takes over the stream of c, its subscription and its slot;
+// the caller marks c handed off (handOffKey) once the stream is on its way.
+func (s *Server) newHandOff(c echo.Context, req *streamRequest, sub *stream.Subscription, slot *streamSlot, status int) handOff {
+	return handOff{s: s, sub: sub, release: slot.take(), transport: req.transport, requestID: req.requestID,
+		route: c.Path(), status: status, start: time.Now()}
+}
+
+// ended releases the subscription and the client's stream slot, observes
+// the request's duration, and logs why the stream ended (err; nil, or
+// errDraining, for an ordinary end).
+func (h *handOff) ended(err error) {
+	h.sub.Close()
+	h.release()
+	h.s.metrics.observe(http.MethodGet, h.route, h.status, time.Since(h.start))
+	if err != nil && !errors.Is(err, errDraining) {
+		h.s.endLog(err, h.transport, h.requestID)
 	}
 }
 

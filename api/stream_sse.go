@@ -148,10 +148,10 @@ func (s *Server) serveHijacked(c echo.Context, req *streamRequest, enc *encoding
 		latestSendBuffer(conn)
 	}
 	l := &leanStream{
-		s: s, conn: conn, sock: newSocketWriter(conn, s.writers), sub: sub, enc: enc,
+		handOff: s.newHandOff(c, req, sub, slot, http.StatusOK),
+		conn:    conn, sock: newSocketWriter(conn, s.writers), enc: enc,
 		opening:   responseHead(res.Header(), enc.contentType, enc.preamble),
-		transport: req.transport, requestID: req.requestID, route: c.Path(), start: time.Now(),
-		clientKey: slot.key, release: slot.take(),
+		clientKey: slot.key,
 	}
 	if !s.hijacked.add(l) { // the server began draining meanwhile
 		_ = conn.Close()
@@ -230,18 +230,12 @@ const headSize = 1 << 10
 // leanStream is one hijacked SSE or NDJSON stream: the pump's transport on
 // the raw connection. end may be called from any goroutine.
 type leanStream struct {
-	s         *Server
+	handOff
 	conn      net.Conn
 	sock      *socketWriter // conn's writer
-	sub       *stream.Subscription
 	enc       *encoding
 	opening   []byte // the response head and preamble, sent with the first write
-	transport string
-	requestID string
-	route     string
-	start     time.Time
 	clientKey string // the stream limiter's key for the client
-	release   func() // gives the client's stream slot back; idempotent
 }
 
 // run runs the pump and releases everything the stream holds when it ends.
@@ -291,14 +285,9 @@ func (l *leanStream) finish(err error) {
 	if cause := l.sock.cause(); cause != nil {
 		err = cause // rather than the write that failed on end's deadline
 	}
-	l.sub.Close()
 	_ = l.conn.Close()
-	l.release()
 	l.s.cfg.StreamMetrics.StreamClosed(l.transport)
-	l.s.metrics.observe(http.MethodGet, l.route, http.StatusOK, time.Since(l.start))
-	if !errors.Is(err, errDraining) {
-		l.s.endLog(err, l.transport, l.requestID)
-	}
+	l.ended(err)
 	l.s.hijacked.remove(l)
 }
 

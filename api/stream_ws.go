@@ -134,8 +134,7 @@ func (s *Server) serveWebSocket(c echo.Context, req *streamRequest, slot *stream
 		return errStreamEnded
 	}
 	c.Set(handOffKey, true)
-	ws := &wsStream{s: s, conn: conn, held: hj.conn, sub: sub, entry: entry, release: slot.take(),
-		requestID: req.requestID, route: c.Path(), start: time.Now()}
+	ws := &wsStream{handOff: s.newHandOff(c, req, sub, slot, http.StatusSwitchingProtocols), conn: conn, held: hj.conn, entry: entry}
 	// The stream's contexts outlive the request's, which ends when the
 	// handler returns.
 	ctx := context.WithoutCancel(r.Context())
@@ -226,32 +225,21 @@ func (w *wsStream) run(ctx context.Context, intro []*stream.Message) {
 	}
 }
 
-// finish releases what the socket holds (the subscription, the
-// connection, the client's stream slot, its place among the server's
-// WebSockets), observes the request's duration and logs why the stream
-// ended (err, nil for an ordinary end).
+// finish closes the socket, releases what it holds (the subscription,
+// the client's stream slot), observes the request's duration, logs why the
+// stream ended (err, nil for an ordinary end) and lets Drain know.
 func (w *wsStream) finish(err error) {
-	w.sub.Close()
 	w.conn.CloseNow()
-	w.release()
-	w.s.metrics.observe(http.MethodGet, w.route, http.StatusSwitchingProtocols, time.Since(w.start))
-	if err != nil {
-		w.s.endLog(err, transportWS, w.requestID)
-	}
+	w.ended(err)
 	w.s.sockets.remove(w.entry)
 }
 
 // wsStream is one WebSocket stream: the pump's transport on the socket.
 type wsStream struct {
-	s         *Server
-	conn      *websocket.Conn
-	held      *heldConn
-	sub       *stream.Subscription
-	entry     *webSocket // its place among the server's WebSockets
-	release   func()     // gives the client's stream slot back
-	requestID string
-	route     string
-	start     time.Time
+	handOff
+	conn  *websocket.Conn
+	held  *heldConn
+	entry *webSocket // its place among the server's WebSockets
 	// pumping is the pump's context: it ends at drain or when the
 	// client's side ends, and so does a heartbeat waiting for its pong.
 	pumping context.Context
